@@ -1,0 +1,306 @@
+"""The HTTP layer every adapter shares: one pooled session, deadline-bound timeouts,
+a body-size cap, no redirects, verified TLS, and exceptions free of numbers and URLs.
+
+Adapters build requests and read JSON through :class:`HttpClient`; they never touch
+``requests`` exceptions, which embed full URLs (and so phone numbers) in their text.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import json
+import math
+import threading
+import time
+from collections.abc import Mapping
+from http.cookiejar import DefaultCookiePolicy
+from typing import Any
+
+import attrs
+import requests
+import requests.adapters
+import requests.utils
+
+from ._deadline import remaining_time
+from ._version import __version__
+from .exceptions import (
+    ConfigurationError,
+    ProviderAuthError,
+    ProviderRateLimited,
+    ProviderResponseError,
+    ProviderTimeout,
+    ProviderUnavailable,
+)
+
+__all__ = ["DEFAULT_MAX_BODY", "HttpClient", "HttpResponse", "parse_retry_after"]
+
+#: Largest response body an adapter will read; a bigger one is a ProviderResponseError.
+DEFAULT_MAX_BODY = 256 * 1024
+#: Timeout used when an adapter is called outside a Guard (no deadline in force).
+STANDALONE_TIMEOUT = 5.0
+#: Connect timeout ceiling, so a dead host cannot eat the whole read budget.
+MAX_CONNECT_TIMEOUT = 3.0
+_CHUNK = 16 * 1024
+
+USER_AGENT = f"recyclecheck/{__version__} python-requests/{requests.__version__}"
+
+
+@attrs.frozen
+class HttpResponse:
+    """A fully read, size-capped response."""
+
+    status: int
+    headers: Mapping[str, str] = attrs.field(repr=False)
+    body: bytes = attrs.field(repr=False)
+
+    @property
+    def content_type(self) -> str:
+        """The media type, lower-cased, without parameters."""
+        return self.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+
+
+def parse_retry_after(value: str | None, *, now: dt.datetime | None = None) -> float | None:
+    """Read a ``Retry-After`` header (delay-seconds or HTTP-date) as seconds from now."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(int(value))
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    now = now or dt.datetime.now(dt.timezone.utc)
+    return max(0.0, (when - now).total_seconds())
+
+
+class _NoCookies(DefaultCookiePolicy):
+    """Provider cookies must never carry state from one user's lookup to another's."""
+
+    def set_ok(self, cookie: Any, request: Any) -> bool:
+        return False
+
+    def return_ok(self, cookie: Any, request: Any) -> bool:
+        return False
+
+
+class HttpClient:
+    """A thread-safe, pooled HTTP client bound to one provider.
+
+    ``ca_bundle`` points at a PEM file of extra trusted roots (TLS is always
+    verified); ``proxies`` maps scheme to proxy URL.  Without ``proxies`` the
+    standard ``HTTPS_PROXY``/``NO_PROXY`` environment variables are honoured;
+    ``.netrc`` is not, so it can never override an adapter's own credentials.
+    """
+
+    def __init__(
+        self,
+        *,
+        provider: str,
+        ca_bundle: str | None = None,
+        proxies: Mapping[str, str] | None = None,
+        max_body: int = DEFAULT_MAX_BODY,
+        pool_size: int = 32,
+        session: requests.Session | None = None,
+    ) -> None:
+        if max_body <= 0:
+            raise ConfigurationError("max_body must be positive")
+        self.provider = provider
+        self.max_body = max_body
+        self._verify: str | bool = ca_bundle if ca_bundle else True
+        self._proxies = dict(proxies) if proxies is not None else None
+        self._session = session or self._new_session(pool_size)
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _new_session(pool_size: int) -> requests.Session:
+        session = requests.Session()
+        # Environment proxies are merged per request below; trust_env would also
+        # read .netrc, whose credentials could replace the adapter's own.
+        session.trust_env = False
+        session.cookies.set_policy(_NoCookies())
+        adapter = requests.adapters.HTTPAdapter(
+            pool_connections=1, pool_maxsize=pool_size, max_retries=0
+        )
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
+        session.headers["User-Agent"] = USER_AGENT
+        session.headers["Accept"] = "application/json"
+        return session
+
+    def close(self) -> None:
+        """Close pooled connections."""
+        self._session.close()
+
+    # -- timeouts -----------------------------------------------------------------
+
+    def _budget(self) -> tuple[float, float]:
+        """Return (monotonic deadline, seconds left), failing fast when none is left."""
+        left = remaining_time()
+        if left is None:
+            left = STANDALONE_TIMEOUT
+        if left <= 0.001:
+            raise ProviderTimeout("deadline already passed", provider=self.provider)
+        return time.monotonic() + left, left
+
+    # -- request ------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+    ) -> HttpResponse:
+        """Send one request and read the whole (capped) body before the deadline.
+
+        Raises :class:`ProviderTimeout` or :class:`ProviderUnavailable` on transport
+        failure and :class:`ProviderResponseError` on redirects or oversized bodies.
+        Status codes are left to the adapter, which knows the provider's error bodies.
+        """
+        deadline, left = self._budget()
+        proxies = (
+            self._proxies
+            if self._proxies is not None
+            else requests.utils.get_environ_proxies(url, no_proxy=None)
+        )
+        try:
+            response = self._session.request(
+                method,
+                url,
+                params=params,
+                headers=dict(headers) if headers else None,
+                data=body,
+                timeout=(min(left, MAX_CONNECT_TIMEOUT), left),
+                allow_redirects=False,
+                verify=self._verify,
+                proxies=proxies,
+                stream=True,
+            )
+        except requests.exceptions.SSLError:
+            # Never chain: requests' messages carry the URL, hence the number.
+            raise ProviderUnavailable(
+                "TLS verification failed", provider=self.provider, retryable=False
+            ) from None
+        except requests.exceptions.Timeout:
+            raise ProviderTimeout("no answer before the deadline", provider=self.provider) from None
+        except requests.exceptions.RequestException as exc:
+            raise ProviderUnavailable(
+                f"transport error ({type(exc).__name__})", provider=self.provider
+            ) from None
+        try:
+            if 300 <= response.status_code < 400:
+                raise ProviderResponseError(
+                    "unexpected redirect (not followed)",
+                    provider=self.provider,
+                    status=response.status_code,
+                )
+            payload = self._read_body(response, deadline)
+            return HttpResponse(
+                status=response.status_code, headers=response.headers, body=payload
+            )
+        finally:
+            response.close()
+
+    def _read_body(self, response: requests.Response, deadline: float) -> bytes:
+        declared = response.headers.get("Content-Length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
+            raise ProviderResponseError(
+                "response body over the size cap", provider=self.provider, status=response.status_code
+            )
+        raw = response.raw
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            while True:
+                if time.monotonic() >= deadline:
+                    raise ProviderTimeout(
+                        "response body still arriving at the deadline", provider=self.provider
+                    )
+                # read1 returns after one socket read, so a body trickling in byte by
+                # byte is caught by the deadline check above instead of outliving it.
+                chunk = raw.read1(_CHUNK)
+                if not chunk:
+                    break
+                size += len(chunk)
+                if size > self.max_body:
+                    raise ProviderResponseError(
+                        "response body over the size cap",
+                        provider=self.provider,
+                        status=response.status_code,
+                    )
+                chunks.append(chunk)
+        except (ProviderTimeout, ProviderResponseError):
+            raise
+        except Exception as exc:  # urllib3 read errors, resets, decode errors
+            if "timed out" in str(exc).lower() or isinstance(exc, TimeoutError):
+                raise ProviderTimeout(
+                    "no answer before the deadline", provider=self.provider
+                ) from None
+            raise ProviderUnavailable(
+                f"connection broken while reading ({type(exc).__name__})", provider=self.provider
+            ) from None
+        return b"".join(chunks)
+
+    # -- answers ------------------------------------------------------------------
+
+    def json_body(self, response: HttpResponse) -> Any:
+        """Decode a JSON body, rejecting HTML error pages and anything not JSON."""
+        text = response.body.lstrip()
+        if not text:
+            raise ProviderResponseError(
+                "empty response body", provider=self.provider, status=response.status
+            )
+        if text[:1] == b"<" or "html" in response.content_type:
+            raise ProviderResponseError(
+                "HTML page instead of JSON", provider=self.provider, status=response.status
+            )
+        try:
+            return json.loads(text, parse_constant=_reject_constant)
+        except (ValueError, RecursionError):
+            raise ProviderResponseError(
+                "malformed JSON", provider=self.provider, status=response.status
+            ) from None
+
+    def raise_for_status(self, response: HttpResponse, *, code: str | None = None) -> None:
+        """Map a non-2xx status to the matching ProviderError (call after reading
+        any provider-specific error body)."""
+        status = response.status
+        if 200 <= status < 300:
+            return
+        if status == 429:
+            raise ProviderRateLimited(
+                "rate limited",
+                provider=self.provider,
+                status=status,
+                code=code,
+                retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            )
+        if status in (401, 403):
+            raise ProviderAuthError(
+                "credentials refused", provider=self.provider, status=status, code=code
+            )
+        if status >= 500:
+            raise ProviderUnavailable(
+                "provider failed", provider=self.provider, status=status, code=code
+            )
+        raise ProviderResponseError(
+            "unexpected status", provider=self.provider, status=status, code=code
+        )
+
+
+def _reject_constant(name: str) -> Any:
+    # NaN and Infinity are not JSON; a provider sending them is broken.
+    raise ValueError(name)
+
+
+def finite_number(value: object) -> bool:
+    """True for a real int/float (not bool, not NaN or infinity)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return math.isfinite(value)
