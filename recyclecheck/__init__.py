@@ -1,0 +1,49 @@
+"""recyclecheck: stop recycled phone numbers from logging in to someone else's account.
+
+During an SMS-code login, :meth:`Guard.check` asks a data provider whether the
+number changed hands since the account bound it, and returns a
+:class:`Decision`: allow, or step up to extra verification.
+"""
+
+from __future__ import annotations
+
+from ._cache import FactCache, MemoryCache
+from ._decision import Decision
+from ._guard import Guard
+from ._phone import mask
+from ._policy import Action, Policy, Reason
+from ._version import __version__
+from .exceptions import (
+    ConfigurationError,
+    InvalidInput,
+    InvalidPhoneNumber,
+    ProviderAuthError,
+    ProviderError,
+    ProviderRateLimited,
+    ProviderResponseError,
+    ProviderTimeout,
+    ProviderUnavailable,
+    RecycleCheckError,
+)
+
+__all__ = [
+    "Action",
+    "ConfigurationError",
+    "Decision",
+    "FactCache",
+    "Guard",
+    "InvalidInput",
+    "InvalidPhoneNumber",
+    "MemoryCache",
+    "Policy",
+    "ProviderAuthError",
+    "ProviderError",
+    "ProviderRateLimited",
+    "ProviderResponseError",
+    "ProviderTimeout",
+    "ProviderUnavailable",
+    "Reason",
+    "RecycleCheckError",
+    "__version__",
+    "mask",
+]

@@ -1,0 +1,182 @@
+"""The decision policy: a pure function from (binding, provider answer, policy) to an outcome.
+
+Nothing here reads a clock, a network or a global: the Guard passes ``today``
+in, so every rule can be tested exhaustively without I/O.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+
+import attrs
+
+from .exceptions import InvalidInput, ProviderError
+from .providers._answers import Answer, ChangedSince, LastChange, NoData, NotCovered
+
+__all__ = [
+    "CLOCK_SKEW",
+    "MARGIN",
+    "Action",
+    "Outcome",
+    "Policy",
+    "Reason",
+    "binding_date",
+    "evaluate",
+    "question_date",
+]
+
+#: Providers speak in calendar dates without a time zone; one day covers every zone.
+MARGIN = dt.timedelta(days=1)
+#: How far in the future a ``bound_at`` may lie before it is refused as a mistake.
+CLOCK_SKEW = dt.timedelta(minutes=5)
+
+
+class Action(str, enum.Enum):
+    """What the app should do with this login."""
+
+    ALLOW = "allow"
+    STEP_UP = "step_up"
+    DENY = "deny"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Reason(str, enum.Enum):
+    """Why: a stable string for logs, metrics and branching."""
+
+    NOT_REISSUED = "not_reissued"
+    REISSUED_AFTER_BINDING = "reissued_after_binding"
+    NO_DATA = "no_data"
+    NOT_COVERED = "not_covered"
+    PROVIDER_UNAVAILABLE = "provider_unavailable"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_action = attrs.validators.instance_of(Action)
+
+
+def _not_allow(_instance: object, attribute: attrs.Attribute[Action], value: Action) -> None:
+    if value is Action.ALLOW:
+        raise InvalidInput(
+            f"{attribute.name} cannot be ALLOW: a number that changed hands since the "
+            "binding must never log in on an SMS code alone"
+        )
+
+
+@attrs.frozen
+class Policy:
+    """Maps each reason to an action.  The defaults are the secure ones.
+
+    Only a confirmed ``not_reissued`` allows; everything else asks for extra
+    verification, so an attacker who degrades the provider gains nothing.
+    ``on_reissued`` may be ``STEP_UP`` or ``DENY`` but never ``ALLOW``.
+    """
+
+    on_reissued: Action = attrs.field(default=Action.STEP_UP, validator=[_action, _not_allow])
+    on_no_data: Action = attrs.field(default=Action.STEP_UP, validator=_action)
+    on_not_covered: Action = attrs.field(default=Action.STEP_UP, validator=_action)
+    on_unavailable: Action = attrs.field(default=Action.STEP_UP, validator=_action)
+
+    @classmethod
+    def fail_open(cls) -> Policy:
+        """Allow when the answer is unknown (no data, not covered, provider down).
+
+        For apps that knowingly prefer availability: a recycled number the
+        provider *confirms* still steps up, but an attacker who can make the
+        provider fail, or a number the provider does not know, gets in.
+        """
+        return cls(
+            on_no_data=Action.ALLOW,
+            on_not_covered=Action.ALLOW,
+            on_unavailable=Action.ALLOW,
+        )
+
+    def action_for(self, reason: Reason) -> Action:
+        """The action this policy takes for ``reason``."""
+        if reason is Reason.NOT_REISSUED:
+            return Action.ALLOW
+        if reason is Reason.REISSUED_AFTER_BINDING:
+            return self.on_reissued
+        if reason is Reason.NO_DATA:
+            return self.on_no_data
+        if reason is Reason.NOT_COVERED:
+            return self.on_not_covered
+        return self.on_unavailable
+
+
+@attrs.frozen
+class Outcome:
+    """The policy's verdict before the Guard dresses it up as a Decision."""
+
+    action: Action
+    reason: Reason
+    reissued_on: dt.date | None = None
+
+
+def binding_date(bound_at: object, *, now: dt.datetime) -> dt.date:
+    """Validate ``bound_at`` and return its UTC calendar date.
+
+    An aware ``datetime`` or a ``date``.  Naive datetimes are refused (their
+    zone is a guess), and so are moments in the future beyond a small clock
+    skew (a date may be at most one day ahead of UTC, for zones east of it).
+    """
+    if isinstance(bound_at, dt.datetime):
+        offset = bound_at.utcoffset()
+        if offset is None:
+            raise InvalidInput("bound_at must be timezone-aware (a naive datetime is ambiguous)")
+        if bound_at > now + CLOCK_SKEW:
+            raise InvalidInput("bound_at is in the future")
+        return (bound_at - offset).date()
+    if isinstance(bound_at, dt.date):
+        if bound_at > now.date() + MARGIN:
+            raise InvalidInput("bound_at is in the future")
+        return bound_at
+    raise InvalidInput(
+        f"bound_at must be an aware datetime or a date, not {type(bound_at).__name__}"
+    )
+
+
+def question_date(binding: dt.date, today: dt.date) -> dt.date:
+    """The date to ask providers about: one day before the binding, never after today."""
+    return min(binding - MARGIN, today)
+
+
+def _reason(answer: Answer, since: dt.date) -> tuple[Reason, dt.date | None]:
+    if isinstance(answer, LastChange):
+        if answer.on is not None and answer.on >= since:
+            return Reason.REISSUED_AFTER_BINDING, answer.on
+        if answer.covered_since is not None and answer.covered_since > since:
+            return Reason.NOT_COVERED, None
+        return Reason.NOT_REISSUED, None
+    if isinstance(answer, ChangedSince):
+        if answer.changed:
+            # "Changed since S" with S before our date may be a change before the
+            # binding; it cannot be told apart, so it counts as a change.
+            return Reason.REISSUED_AFTER_BINDING, None
+        if answer.since > since:
+            # Quiet only since a later date: the window after the binding is not vouched for.
+            return Reason.NOT_COVERED, None
+        return Reason.NOT_REISSUED, None
+    if isinstance(answer, NoData):
+        return Reason.NO_DATA, None
+    if isinstance(answer, NotCovered):
+        return Reason.NOT_COVERED, None
+    # A custom provider returned something that is not an Answer: never an allow.
+    return Reason.PROVIDER_UNAVAILABLE, None
+
+
+def evaluate(answer: Answer | ProviderError, since: dt.date, policy: Policy) -> Outcome:
+    """Decide from a provider ``answer`` (or the failure that replaced it).
+
+    ``since`` is the question date from :func:`question_date`.  Pure: no I/O,
+    no clock.
+    """
+    if isinstance(answer, ProviderError):
+        reason, reissued_on = Reason.PROVIDER_UNAVAILABLE, None
+    else:
+        reason, reissued_on = _reason(answer, since)
+    return Outcome(policy.action_for(reason), reason, reissued_on)
