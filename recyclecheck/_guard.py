@@ -14,7 +14,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from ._cache import FactCache, MemoryCache, seconds
 from ._decision import Decision
 from ._facts import Fact, answer_from_fact, fact_from_answer, merge
-from ._phone import check_region, hmac_number, normalize
+from ._phone import MAX_PHONE_LENGTH, NumberMemo, PhoneNumber, check_region, hmac_number, normalize
 from ._policy import Policy, binding_date, evaluate, question_date
 from ._resilience import CircuitBreaker, WorkerPool, lookup_with_retry
 from .exceptions import (
@@ -108,6 +108,7 @@ class Guard:
             recovery_time=seconds(breaker_recovery, name="breaker_recovery"),
         )
         self.pool = WorkerPool(max_workers)
+        self._memo = NumberMemo()
         self._flights: dict[tuple[str, dt.date], Future[Answer]] = {}
         self._flights_lock = threading.Lock()
 
@@ -140,23 +141,38 @@ class Guard:
         """
         started = time.monotonic()
         deadline = started + self.timeout
-        number = normalize(phone, self.default_region if region is None else region)
+        region = self.default_region if region is None else region
+        number: PhoneNumber | None = None
+        memo_key = None
+        remembered = None
+        if isinstance(phone, str) and len(phone) <= MAX_PHONE_LENGTH:
+            # Inputs seen before skip re-parsing: the memo holds HMACs and masks only.
+            memo_key = hmac_number(self._key, "input", region or "", phone)
+            remembered = self._memo.get(memo_key)
+        if remembered is None:
+            number = normalize(phone, region)
+            key, masked = hmac_number(self._key, self.provider_name, number.e164), number.masked
+            if memo_key is not None:
+                self._memo.put(memo_key, (key, masked))
+        else:
+            key, masked = remembered
         now = dt.datetime.now(_UTC)
         since = question_date(binding_date(bound_at, now=now), now.date())
-        key = hmac_number(self._key, self.provider_name, number.e164)
 
         fact = self._cached_fact(key)
         if fact is not None:
             answer = answer_from_fact(fact, since, now.timestamp())
             if answer is not None:
-                return self._decide(answer, since, number.masked, started, cached=True)
+                return self._decide(answer, since, masked, started, cached=True)
 
         result: Answer | ProviderError
         if not self.breaker.allow():
             result = ProviderUnavailable("circuit open", provider=self.provider_name)
         else:
+            if number is None:
+                number = normalize(phone, region)
             result = self._ask_provider(key, number.e164, since, deadline)
-        return self._decide(result, since, number.masked, started, cached=False)
+        return self._decide(result, since, masked, started, cached=False)
 
     # -- provider call: single flight, deadline, breaker ------------------------------
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import unicodedata
 
@@ -59,6 +58,8 @@ def check_region(region: str | None) -> str | None:
 def _has_control_characters(text: str) -> bool:
     # Category C covers control, format (zero-width, bidi overrides), surrogate,
     # private-use and unassigned code points: none belongs in a phone number.
+    if text.isascii():  # the common case, checked in C
+        return not text.isprintable()
     return any(unicodedata.category(char)[0] == "C" for char in text)
 
 
@@ -137,5 +138,33 @@ def mask(e164: str) -> str:
 
 def hmac_number(key: bytes, *parts: str) -> str:
     """Keyed HMAC-SHA256 of a number (and context such as the provider name), for machines."""
-    message = "\x1f".join(parts).encode("utf-8")
-    return hmac.new(key, message, hashlib.sha256).hexdigest()
+    return hmac.digest(key, "\x1f".join(parts).encode("utf-8"), "sha256").hex()
+
+
+class NumberMemo:
+    """Remembers what validated inputs normalised to, without keeping the number.
+
+    Keyed by a keyed HMAC of the raw input and region; the value is the
+    number's keyed HMAC and masked form, which is all a cached check needs.
+    Bounded; the oldest entries go first.
+    """
+
+    __slots__ = ("_entries", "max_entries")
+
+    def __init__(self, max_entries: int = 4096) -> None:
+        self.max_entries = max_entries
+        self._entries: dict[str, tuple[str, str]] = {}
+
+    def get(self, key: str) -> tuple[str, str] | None:
+        """The (number HMAC, masked) pair remembered for this input, if any."""
+        return self._entries.get(key)
+
+    def put(self, key: str, value: tuple[str, str]) -> None:
+        """Remember an input's result, evicting the oldest beyond the bound."""
+        entries = self._entries
+        entries[key] = value
+        while len(entries) > self.max_entries:
+            try:
+                del entries[next(iter(entries))]
+            except (KeyError, RuntimeError, StopIteration):  # another thread got there first
+                break

@@ -10,9 +10,7 @@ import attrs
 __all__ = ["Answer", "ChangedSince", "LastChange", "NoData", "NotCovered", "Provider"]
 
 
-def _optional_date(
-    _instance: object, attribute: attrs.Attribute[object], value: object
-) -> None:
+def _optional_date(_instance: object, attribute: attrs.Attribute[object], value: object) -> None:
     if value is not None and (type(value) is not dt.date):
         raise TypeError(f"{attribute.name} must be a datetime.date or None")
 

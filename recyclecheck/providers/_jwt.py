@@ -61,19 +61,19 @@ class JwtSigner:
         try:
             key = serialization.load_pem_private_key(private_key, password=None)
         except TypeError:
-            raise ConfigurationError("private_key is encrypted; pass an unencrypted PEM") from None
+            raise ConfigurationError("the key is encrypted; pass an unencrypted PEM") from None
         except (ValueError, UnsupportedAlgorithm):
-            raise ConfigurationError("private_key is not a readable PEM private key") from None
+            raise ConfigurationError("not a readable PEM private key") from None
         if isinstance(key, rsa.RSAPrivateKey):
             if key.key_size < MIN_RSA_BITS:
-                raise ConfigurationError(f"RSA private_key must have at least {MIN_RSA_BITS} bits")
+                raise ConfigurationError(f"an RSA key must have at least {MIN_RSA_BITS} bits")
             self.algorithm = "RS256"
         elif isinstance(key, ec.EllipticCurvePrivateKey):
             if not isinstance(key.curve, ec.SECP256R1):
-                raise ConfigurationError("EC private_key must use the P-256 curve (ES256)")
+                raise ConfigurationError("an EC key must use the P-256 curve (ES256)")
             self.algorithm = "ES256"
         else:
-            raise ConfigurationError("private_key must be an RSA or P-256 EC key")
+            raise ConfigurationError("the key must be RSA or P-256 EC")
         self._key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey = key
         self.key_id = key_id
 
@@ -98,8 +98,11 @@ class JwtSigner:
 def client_assertion_claims(
     client_id: str, audience: str, *, now: float, jti: str, lifetime: int = 300
 ) -> dict[str, object]:
-    """Claims of an RFC 7523 client assertion: ``iss`` = ``sub`` = the client,
-    ``aud`` = the token endpoint, a one-time ``jti``, and a short validity window."""
+    """Build the claims of an RFC 7523 client assertion.
+
+    ``iss`` = ``sub`` = the client, ``aud`` = the token endpoint, a one-time
+    ``jti`` and a short validity window from ``now`` (seconds since the epoch).
+    """
     issued = int(now)
     return {
         "iss": client_id,

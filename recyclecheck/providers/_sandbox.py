@@ -46,7 +46,9 @@ def _entry_answer(entry: object, where: str) -> Answer:
     if entry.get("not_covered") is True:
         return NotCovered()
     if "reissued_on" not in entry:
-        raise ConfigurationError(f"{where}: give reissued_on (a date or null), no_data or not_covered")
+        raise ConfigurationError(
+            f"{where}: give reissued_on (a date or null), no_data or not_covered"
+        )
     return LastChange(
         _file_date(entry["reissued_on"], f"{where}.reissued_on"),
         _file_date(entry.get("covered_since"), f"{where}.covered_since"),

@@ -1,0 +1,220 @@
+"""Strict readers shared by the HTTP adapters: configuration, base URLs and JSON answers.
+
+Nothing here echoes the value it refuses: configuration values can be secrets
+and provider answers can embed the number.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import re
+import urllib.parse
+from collections.abc import Mapping
+from typing import Any
+
+from ..exceptions import ConfigurationError, InvalidInput, ProviderResponseError
+
+__all__ = [
+    "Strict",
+    "basic_authorization",
+    "check_base_url",
+    "check_credential",
+    "check_e164",
+    "check_since",
+    "env_value",
+    "error_code",
+]
+
+# ASCII digits only: ``\d`` would also accept Arabic-Indic or full-width digits.
+_E164 = re.compile(r"\+[1-9][0-9]{6,14}")
+_PRINTABLE = re.compile(r"[\x21-\x7e]+")
+_CODE = re.compile(r"-?[0-9]{1,9}")
+_ISO_DATE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})")
+_RFC3339 = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})"
+    r"(?:\.([0-9]{1,9}))?(?:([Zz])|([+-])([0-9]{2}):([0-9]{2}))"
+)
+_LOOPBACK = frozenset({"localhost", "::1"})
+
+
+def check_e164(number: object) -> str:
+    """Return ``number`` if it is an E.164 string, else raise :class:`InvalidInput`."""
+    if not isinstance(number, str) or not _E164.fullmatch(number):
+        raise InvalidInput("number must be an E.164 string such as +14155550100")
+    return number
+
+
+def check_since(since: object) -> dt.date:
+    """Return ``since`` if it is a plain ``date`` (not a ``datetime``)."""
+    if type(since) is not dt.date:
+        raise InvalidInput("since must be a datetime.date")
+    return since
+
+
+def check_credential(value: object, what: str, *, colon: bool = True) -> str:
+    """Return a credential of printable ASCII without spaces.
+
+    Unless ``colon``, ``:`` is refused too: it would split a Basic ``user:password`` pair.
+    """
+    if (
+        not isinstance(value, str)
+        or not _PRINTABLE.fullmatch(value)
+        or (not colon and ":" in value)
+    ):
+        extra = "" if colon else " or ':'"
+        raise ConfigurationError(f"{what} must be non-empty printable ASCII without spaces{extra}")
+    return value
+
+
+def check_base_url(value: object, what: str = "base_url") -> str:
+    """Validate a provider base URL and return it without a trailing slash.
+
+    It must be ``https://`` (plain ``http://`` only for loopback sandboxes), with
+    a host and no credentials, query or fragment.
+    """
+    problem = f"{what} must be an https:// URL with a host and no credentials, query or fragment"
+    if not isinstance(value, str) or not value.isascii() or not _PRINTABLE.fullmatch(value):
+        raise ConfigurationError(problem)
+    try:
+        parts = urllib.parse.urlsplit(value)
+        host = parts.hostname
+        parts.port  # noqa: B018 -- reading it validates the port
+    except ValueError:
+        raise ConfigurationError(problem) from None
+    if (
+        parts.scheme.lower() not in ("https", "http")
+        or not host
+        or "@" in parts.netloc
+        or "?" in value
+        or "#" in value
+    ):
+        raise ConfigurationError(problem)
+    if parts.scheme.lower() == "http" and not (host in _LOOPBACK or host.startswith("127.")):
+        raise ConfigurationError(f"{what} may use plain http:// only for a loopback host")
+    return value.rstrip("/")
+
+
+def basic_authorization(user: str, password: str) -> str:
+    """Build an ``Authorization`` value for HTTP Basic auth (RFC 7617, UTF-8)."""
+    token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    return f"Basic {token}"
+
+
+def env_value(environ: Mapping[str, str], name: str, *, required: bool) -> str | None:
+    """Read one variable, stripped; blank counts as unset.
+
+    A missing required variable raises :class:`ConfigurationError` naming it,
+    never showing any value.
+    """
+    value = environ.get(name)
+    if value is None or not value.strip():
+        if required:
+            raise ConfigurationError(f"environment variable {name} is not set")
+        return None
+    return value.strip()
+
+
+def error_code(value: object) -> str | None:
+    """Return a provider error code (int or numeric string) as a string, else ``None``.
+
+    Free text is never passed on: it could carry the number.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int) and -(10**9) < value < 10**9:
+        return str(value)
+    if isinstance(value, str) and _CODE.fullmatch(value):
+        return str(int(value))
+    return None
+
+
+class Strict:
+    """Typed access to a decoded JSON answer.
+
+    Every surprise is a :class:`ProviderResponseError` whose message names the
+    field, never its value.
+    """
+
+    def __init__(self, provider: str, status: int = 200) -> None:
+        self.provider = provider
+        self.status = status
+
+    def error(self, message: str, *, code: str | None = None) -> ProviderResponseError:
+        """Build (not raise) the error for an unusable answer."""
+        return ProviderResponseError(message, provider=self.provider, status=self.status, code=code)
+
+    def obj(self, value: object, what: str) -> dict[str, Any]:
+        """Return ``value`` as a JSON object."""
+        if not isinstance(value, dict):
+            raise self.error(f"{what} is not a JSON object")
+        return value
+
+    def field(self, obj: Mapping[str, Any], key: str, what: str) -> Any:
+        """Return the value under ``key``, which must be present (it may be null)."""
+        if key not in obj:
+            raise self.error(f"{what} is missing")
+        return obj[key]
+
+    def string(self, value: object, what: str) -> str:
+        """Return ``value`` as a string."""
+        if not isinstance(value, str):
+            raise self.error(f"{what} is not a string")
+        return value
+
+    def integer(self, value: object, what: str) -> int:
+        """Return ``value`` as an integer (a JSON ``true`` or ``2800.0`` is not one)."""
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.error(f"{what} is not an integer")
+        return value
+
+    def boolean(self, value: object, what: str) -> bool:
+        """Return ``value`` as a JSON boolean (not ``"true"``, not ``1``)."""
+        if not isinstance(value, bool):
+            raise self.error(f"{what} is not a boolean")
+        return value
+
+    def iso_date(self, value: object, what: str) -> dt.date:
+        """Read a ``YYYY-MM-DD`` calendar date."""
+        match = _ISO_DATE.fullmatch(self.string(value, what))
+        if match is None:
+            raise self.error(f"{what} is not a YYYY-MM-DD date")
+        try:
+            return dt.date(*(int(part) for part in match.groups()))
+        except ValueError:
+            raise self.error(f"{what} is not a valid date") from None
+
+    def timestamp(self, value: object, what: str) -> dt.datetime:
+        """Read an RFC 3339 date-time with an offset as an aware ``datetime``.
+
+        Fractions beyond microseconds round up, so an instant just after
+        midnight never reads as midnight.
+        """
+        match = _RFC3339.fullmatch(self.string(value, what))
+        if match is None:
+            raise self.error(f"{what} is not an RFC 3339 timestamp with an offset")
+        year, month, day, hour, minute, second, frac, zulu, sign, off_h, off_m = match.groups()
+        micro = 0
+        if frac:
+            scale = 10 ** abs(len(frac) - 6)
+            exact = int(frac)
+            micro = exact * scale if len(frac) <= 6 else min(-(-exact // scale), 999_999)
+        try:
+            offset = dt.timedelta(0)
+            if not zulu:
+                if int(off_m) > 59:
+                    raise ValueError(off_m)
+                offset = dt.timedelta(hours=int(off_h), minutes=int(off_m))
+                offset = -offset if sign == "-" else offset
+            return dt.datetime(
+                int(year),
+                int(month),
+                int(day),
+                int(hour),
+                int(minute),
+                int(second),
+                micro,
+                tzinfo=dt.timezone(offset),
+            )
+        except ValueError:
+            raise self.error(f"{what} is not a valid timestamp") from None
