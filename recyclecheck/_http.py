@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import json
+import logging
 import math
 import threading
 import time
@@ -77,6 +78,38 @@ def parse_retry_after(value: str | None, *, now: dt.datetime | None = None) -> f
     return max(0.0, (when - now).total_seconds())
 
 
+_request_scope = threading.local()
+
+
+class _WithholdOwnUrls(logging.Filter):
+    """Withholds request paths from urllib3's DEBUG records for our own requests.
+
+    urllib3 logs every request line, and some providers carry the number in the
+    path.  Only records emitted by a thread inside one of our requests are
+    touched; the app's own HTTP logging is left alone.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(_request_scope, "active", False) and isinstance(record.args, tuple):
+            record.args = tuple(
+                "<withheld>" if isinstance(arg, str) and arg.startswith("/") else arg
+                for arg in record.args
+            )
+        return True
+
+
+_filter_lock = threading.Lock()
+_filter_installed = False
+
+
+def _install_url_filter() -> None:
+    global _filter_installed  # noqa: PLW0603 - one filter per process, installed on first use
+    with _filter_lock:
+        if not _filter_installed:
+            logging.getLogger("urllib3.connectionpool").addFilter(_WithholdOwnUrls())
+            _filter_installed = True
+
+
 class _NoCookies(DefaultCookiePolicy):
     """Provider cookies must never carry state from one user's lookup to another's."""
 
@@ -113,7 +146,7 @@ class HttpClient:
         self._verify: str | bool = ca_bundle if ca_bundle else True
         self._proxies = dict(proxies) if proxies is not None else None
         self._session = session or self._new_session(pool_size)
-        self._lock = threading.Lock()
+        _install_url_filter()
 
     @staticmethod
     def _new_session(pool_size: int) -> requests.Session:
@@ -169,8 +202,37 @@ class HttpClient:
             if self._proxies is not None
             else requests.utils.get_environ_proxies(url, no_proxy=None)
         )
+        _request_scope.active = True
         try:
-            response = self._session.request(
+            response = self._send(method, url, params, headers, body, left, proxies)
+            try:
+                if 300 <= response.status_code < 400:
+                    raise ProviderResponseError(
+                        "unexpected redirect (not followed)",
+                        provider=self.provider,
+                        status=response.status_code,
+                    )
+                payload = self._read_body(response, deadline)
+                return HttpResponse(
+                    status=response.status_code, headers=response.headers, body=payload
+                )
+            finally:
+                response.close()
+        finally:
+            _request_scope.active = False
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        params: Mapping[str, str] | None,
+        headers: Mapping[str, str] | None,
+        body: bytes | None,
+        left: float,
+        proxies: Mapping[str, str],
+    ) -> requests.Response:
+        try:
+            return self._session.request(
                 method,
                 url,
                 params=params,
@@ -179,11 +241,11 @@ class HttpClient:
                 timeout=(min(left, MAX_CONNECT_TIMEOUT), left),
                 allow_redirects=False,
                 verify=self._verify,
-                proxies=proxies,
+                proxies=dict(proxies),
                 stream=True,
             )
+        # Never chain requests' exceptions: their text carries the URL, hence the number.
         except requests.exceptions.SSLError:
-            # Never chain: requests' messages carry the URL, hence the number.
             raise ProviderUnavailable(
                 "TLS verification failed", provider=self.provider, retryable=False
             ) from None
@@ -193,19 +255,6 @@ class HttpClient:
             raise ProviderUnavailable(
                 f"transport error ({type(exc).__name__})", provider=self.provider
             ) from None
-        try:
-            if 300 <= response.status_code < 400:
-                raise ProviderResponseError(
-                    "unexpected redirect (not followed)",
-                    provider=self.provider,
-                    status=response.status_code,
-                )
-            payload = self._read_body(response, deadline)
-            return HttpResponse(
-                status=response.status_code, headers=response.headers, body=payload
-            )
-        finally:
-            response.close()
 
     def _read_body(self, response: requests.Response, deadline: float) -> bytes:
         declared = response.headers.get("Content-Length")

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Iterator
 
 import pytest
+
+from .privacy import leaks
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -15,3 +19,32 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "live" in item.keywords:
             item.add_marker(skip_live)
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.texts: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = self.format(record)
+        extras = " ".join(str(v) for k, v in vars(record).items() if k.startswith("recyclecheck"))
+        self.texts.append(f"{record.name}: {text} {extras}")
+
+
+@pytest.fixture(autouse=True)
+def _no_phone_number_in_any_log() -> Iterator[None]:
+    """Across the whole suite: no log record, at any level, carries a phone number."""
+    handler = _Collect()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    root = logging.getLogger()
+    previous = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(previous)
+    leaked = [text for text in handler.texts if leaks(text)]
+    assert not leaked, f"phone number in log output: {leaked[:3]}"
