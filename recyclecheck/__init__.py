@@ -12,6 +12,7 @@ from ._decision import Decision
 from ._guard import Guard
 from ._phone import mask
 from ._policy import Action, Policy, Reason
+from ._redis_cache import RedisCache
 from ._version import __version__
 from .exceptions import (
     ConfigurationError,
@@ -44,6 +45,7 @@ __all__ = [
     "ProviderUnavailable",
     "Reason",
     "RecycleCheckError",
+    "RedisCache",
     "__version__",
     "mask",
 ]

@@ -1,0 +1,289 @@
+"""The Redis fact cache: one cache for a fleet, encrypted values, keyed key names.
+
+Redis is an untrusted store here.  Whoever can read it sees only key names that
+are keyed HMACs of the Guard's own (already keyed) cache key, and values sealed
+with AES-256-GCM; whoever can write it can delete facts (a cache miss costs one
+provider call) but cannot forge one, nor move one from a number to another.
+
+Both keys come from the caller's ``secret`` through HKDF-SHA256 with distinct
+labels, so one secret serves both purposes (and may even be the Guard's own
+secret) without either use weakening the other::
+
+    name key  = HKDF(secret, info="recyclecheck/redis-cache/v1 key-name")
+    value key = HKDF(secret, info="recyclecheck/redis-cache/v1 value-aead")
+    redis key = prefix + hex(HMAC-SHA256(name key, guard key))
+    value     = 0x01 || nonce (12 random bytes) || AES-256-GCM(value key, nonce,
+                Fact.to_bytes(), associated data = 0x01 || redis key)
+
+Entries expire in Redis (``SET ... PX``) when their longest-lived claim does,
+exactly as in :class:`~recyclecheck.MemoryCache`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Final
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from ._cache import DEFAULT_CHANGE_TTL, DEFAULT_TTL, seconds
+from ._facts import Fact
+from ._guard import MIN_SECRET_BYTES
+from ._resilience import CircuitBreaker
+from .exceptions import ConfigurationError
+
+if TYPE_CHECKING:  # redis is the optional extra ``recyclecheck[redis]``
+    import redis
+
+__all__ = ["RedisCache"]
+
+logger = logging.getLogger("recyclecheck")
+
+#: The longest socket timeout (seconds) a client may use: a cache read sits on the login path.
+MAX_SOCKET_TIMEOUT: Final = 0.5
+#: Consecutive Redis failures after which the cache stops calling Redis for a while...
+BREAKER_THRESHOLD: Final = 3
+#: ...and for how long (seconds) before one call probes it again.
+BREAKER_RECOVERY: Final = 5.0
+
+_VERSION: Final = b"\x01"
+_NONCE_BYTES: Final = 12
+_TAG_BYTES: Final = 16
+_HKDF_SALT: Final = b"recyclecheck.RedisCache"
+_NAME_INFO: Final = b"recyclecheck/redis-cache/v1 key-name"
+_VALUE_INFO: Final = b"recyclecheck/redis-cache/v1 value-aead"
+#: A serialised Fact is under 100 bytes; anything far larger is not ours.
+_MAX_VALUE_BYTES: Final = 4096
+
+
+def _derive(secret: bytes, info: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=_HKDF_SALT, info=info).derive(secret)
+
+
+def _secret_bytes(secret: object) -> bytes:
+    key = secret.encode("utf-8") if isinstance(secret, str) else secret
+    if not isinstance(key, bytes) or len(key) < MIN_SECRET_BYTES:
+        raise ConfigurationError(
+            f"RedisCache needs secret= (bytes or str) of at least {MIN_SECRET_BYTES} bytes, "
+            "the same in every process sharing the cache"
+        )
+    return key
+
+
+def _check_client(client: object) -> None:
+    """Refuse a client that could hold a login for seconds when Redis is unwell.
+
+    Only what the client exposes in ``connection_pool.connection_kwargs`` can be
+    checked (plain ``redis.Redis``, Sentinel); other clients are trusted.
+    """
+    if not callable(getattr(client, "get", None)) or not callable(getattr(client, "set", None)):
+        raise ConfigurationError("client must be a redis.Redis (or have get() and set())")
+    pool = getattr(client, "connection_pool", None)
+    kwargs = getattr(pool, "connection_kwargs", None)
+    if not isinstance(kwargs, Mapping):
+        return
+    if kwargs.get("decode_responses"):
+        raise ConfigurationError(
+            "RedisCache stores bytes: build the client without decode_responses"
+        )
+    names = ["socket_timeout"]
+    if "path" not in kwargs:  # a unix socket connects or fails at once
+        names.append("socket_connect_timeout")
+    for name in names:
+        value = kwargs.get(name)
+        if value is None and name in kwargs and name != "socket_timeout":
+            value = kwargs.get("socket_timeout")  # redis-py connects with socket_timeout then
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not 0 < value <= MAX_SOCKET_TIMEOUT
+        ):
+            raise ConfigurationError(
+                f"build the Redis client with {name}= between 0 and {MAX_SOCKET_TIMEOUT:g} "
+                f"seconds (e.g. 0.05): a cache read sits on the login path"
+            )
+    retry = kwargs.get("retry")
+    get_retries = getattr(retry, "get_retries", None)
+    retries = get_retries() if callable(get_retries) else int(bool(kwargs.get("retry_on_timeout")))
+    if retries:
+        raise ConfigurationError(
+            "build the Redis client with retry=Retry(NoBackoff(), 0): a cache miss costs one "
+            "provider call, a retry with backoff can hold every login for seconds"
+        )
+
+
+class RedisCache:
+    """A fact cache in Redis, shared by every process that holds the same ``secret``.
+
+    ``client`` is a ``redis.Redis`` you build (install ``recyclecheck[redis]``)
+    so that it fails fast, because a cache read happens on the login path::
+
+        client = redis.Redis(
+            host="cache.internal",
+            socket_timeout=0.05,
+            socket_connect_timeout=0.05,
+            retry=redis.retry.Retry(redis.backoff.NoBackoff(), 0),
+        )
+        cache = recyclecheck.RedisCache(client, secret=cache_secret)
+        guard = recyclecheck.Guard(provider, cache=cache, secret=guard_secret)
+
+    The constructor raises :class:`~recyclecheck.ConfigurationError` when it can
+    see that the client would not fail fast: no ``socket_timeout`` or
+    ``socket_connect_timeout`` (or one above :data:`MAX_SOCKET_TIMEOUT`),
+    automatic retries, or ``decode_responses``.  It does no I/O.
+
+    ``secret`` (bytes or str, at least 16 bytes, the same across the fleet)
+    keys the HMAC that names entries and the AES-256-GCM key that seals them;
+    changing it (or ``prefix``) empties the cache, old entries expire on their
+    own.  ``prefix`` starts every key name.  ``ttl`` is how long "no change up
+    to now" is trusted, ``change_ttl`` how long a known change is kept
+    (seconds or ``timedelta``).  ``clock`` (epoch seconds) is for tests.
+
+    ``get`` and ``set`` never raise: a missing, expired, tampered or unreadable
+    entry reads as ``None``; a Redis error or timeout is logged (exception type
+    only) and reads as a miss.  After :data:`BREAKER_THRESHOLD` consecutive
+    Redis failures the cache stops calling Redis for :data:`BREAKER_RECOVERY`
+    seconds, so an outage costs logins no time.
+    """
+
+    #: Keys must be stable across processes: the Guard then requires its own secret.
+    shared = True
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        secret: bytes | str,
+        prefix: str = "recyclecheck:",
+        ttl: float | dt.timedelta = DEFAULT_TTL,
+        change_ttl: float | dt.timedelta = DEFAULT_CHANGE_TTL,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        key = _secret_bytes(secret)
+        if not isinstance(prefix, str):
+            raise ConfigurationError("prefix must be a str")
+        if not callable(clock):
+            raise ConfigurationError("clock must be callable")
+        _check_client(client)
+        self.prefix = prefix
+        self.ttl = seconds(ttl, name="ttl")
+        self.change_ttl = seconds(change_ttl, name="change_ttl")
+        self._client = client
+        self._clock = clock
+        self._name_key = _derive(key, _NAME_INFO)
+        self._aead = AESGCM(_derive(key, _VALUE_INFO))
+        self._breaker = CircuitBreaker(
+            failure_threshold=BREAKER_THRESHOLD, recovery_time=BREAKER_RECOVERY
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"<RedisCache prefix={self.prefix!r} ttl={self.ttl:g} "
+            f"change_ttl={self.change_ttl:g} redis={self._breaker.state}>"
+        )
+
+    # -- FactCache --------------------------------------------------------------------
+
+    def get(self, key: str) -> Fact | None:
+        """Return the fact stored under ``key``, if any.
+
+        ``None`` when it is missing, expired or unreadable, or Redis is unavailable.
+        """
+        try:
+            name = self.key_name(key)
+        except Exception as exc:
+            logger.warning("recyclecheck redis cache read skipped: %s", type(exc).__name__)
+            return None
+        ok, raw = self._call("read", lambda: self._client.get(name))
+        if not ok or raw is None:
+            return None
+        return self._open(name, raw)
+
+    def set(self, key: str, fact: Fact) -> None:
+        """Store ``fact`` sealed under ``key``; it expires with its longest-lived claim.
+
+        Never raises: a failed write is logged and the fact is simply not shared.
+        """
+        try:
+            name = self.key_name(key)
+            expires_in = self._lifetime(fact)
+            if expires_in is None:
+                return
+            value = self._seal(name, fact.to_bytes())
+        except Exception as exc:
+            logger.warning("recyclecheck redis cache write skipped: %s", type(exc).__name__)
+            return
+        self._call("write", lambda: self._client.set(name, value, px=expires_in))
+
+    # -- helpers ----------------------------------------------------------------------
+
+    def key_name(self, key: str) -> str:
+        """Return the Redis key name for a Guard cache key: ``prefix`` + a keyed HMAC of it."""
+        if not isinstance(key, str):
+            raise TypeError("cache keys are str")
+        digest = hmac.new(self._name_key, key.encode("utf-8"), hashlib.sha256).hexdigest()
+        return self.prefix + digest
+
+    def _lifetime(self, fact: Fact) -> int | None:
+        """Milliseconds until the fact's longest-lived claim lapses, or None if it has."""
+        now = self._clock()
+        expires_at = fact.quiet_until
+        if fact.changed_from is not None:
+            expires_at = max(expires_at, now + self.change_ttl)
+        if not expires_at > now:  # also refuses NaN
+            return None
+        return max(1, math.ceil((expires_at - now) * 1000))
+
+    def _call(self, what: str, command: Callable[[], object]) -> tuple[bool, object]:
+        """Run one Redis command unless the breaker is open; never raise."""
+        if not self._breaker.allow():
+            return False, None
+        try:
+            result = command()
+        except Exception as exc:  # RedisError, OSError, or anything a client may raise
+            self._breaker.record_failure()
+            logger.warning("recyclecheck redis cache %s failed: %s", what, type(exc).__name__)
+            return False, None
+        self._breaker.record_success()
+        return True, result
+
+    def _aad(self, name: str) -> bytes:
+        return _VERSION + name.encode("utf-8")
+
+    def _seal(self, name: str, plaintext: bytes) -> bytes:
+        nonce = os.urandom(_NONCE_BYTES)
+        return _VERSION + nonce + self._aead.encrypt(nonce, plaintext, self._aad(name))
+
+    def _open(self, name: str, raw: object) -> Fact | None:
+        """Decrypt and parse a stored value; ``None`` (logged) if it is not a sealed Fact."""
+        if (
+            not isinstance(raw, bytes)
+            or not 1 + _NONCE_BYTES + _TAG_BYTES <= len(raw) <= _MAX_VALUE_BYTES
+            or raw[:1] != _VERSION
+        ):
+            logger.warning("recyclecheck redis cache entry unreadable: malformed")
+            return None
+        nonce = raw[1 : 1 + _NONCE_BYTES]
+        try:
+            plaintext = self._aead.decrypt(nonce, raw[1 + _NONCE_BYTES :], self._aad(name))
+        except InvalidTag:
+            logger.warning(
+                "recyclecheck redis cache entry unreadable: authentication failed "
+                "(tampered, moved, or written with another secret)"
+            )
+            return None
+        try:
+            return Fact.from_bytes(plaintext)
+        except ValueError:
+            logger.warning("recyclecheck redis cache entry unreadable: not a fact")
+            return None

@@ -1,0 +1,653 @@
+"""RedisCache against a real redis-server: sealed values, keyed names, expiry, outages."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import types
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from recyclecheck import Action, ConfigurationError, FactCache, Guard, Reason
+from recyclecheck._facts import Fact
+from recyclecheck._redis_cache import MAX_SOCKET_TIMEOUT, RedisCache
+from recyclecheck.providers import LastChange
+
+from .fakes import ScriptedProvider
+
+REQUIRE = os.environ.get("RECYCLECHECK_REQUIRE_REDIS") == "1"
+
+try:
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+except ImportError:  # pragma: no cover - the tests extra installs redis
+    if REQUIRE:
+        raise
+    pytest.skip("redis-py is not installed", allow_module_level=True)
+
+pytestmark = pytest.mark.redis
+
+SECRET = b"cache-secret-0123456789abcdef"
+GUARD_SECRET = b"guard-secret-0123456789abcdef"
+E164 = "+8613900139000"
+NATIONAL = "13900139000"
+UTC = dt.timezone.utc
+FAST = 0.05  # the socket timeouts the docs recommend
+QUIET = Fact(quiet_from=dt.date(2023, 4, 1), quiet_until=time.time() + 3600)
+CHANGE = Fact(changed_from=dt.date(2024, 3, 1), change_exact=True)
+
+
+# -- a real redis-server ---------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class RedisServer:
+    """A throwaway redis-server on 127.0.0.1, no persistence."""
+
+    def __init__(self, workdir: Path) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            if REQUIRE:
+                pytest.fail("redis-server not found and RECYCLECHECK_REQUIRE_REDIS=1")
+            pytest.skip("redis-server not found on PATH")
+        self.port = _free_port()
+        self.proc = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        probe = redis.Redis(port=self.port, socket_timeout=0.2, socket_connect_timeout=0.2)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                if probe.ping():
+                    break
+            except redis.RedisError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    pytest.fail("redis-server did not start")
+                time.sleep(0.02)
+        probe.close()
+
+    def client(self, **overrides: object) -> redis.Redis:
+        options: dict[str, object] = {
+            "socket_timeout": FAST,
+            "socket_connect_timeout": FAST,
+            "retry": Retry(NoBackoff(), 0),
+        }
+        options.update(overrides)
+        return redis.Redis(host="127.0.0.1", port=self.port, **options)  # type: ignore[arg-type]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:  # pragma: no cover
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def client(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    conn = redis_server.client()
+    conn.flushdb()
+    yield conn
+    conn.close()
+
+
+@pytest.fixture
+def cache(client: redis.Redis) -> RedisCache:
+    return RedisCache(client, secret=SECRET)
+
+
+def closed_port_client() -> redis.Redis:
+    return redis.Redis(
+        host="127.0.0.1",
+        port=_free_port(),  # nothing listens there any more
+        socket_timeout=FAST,
+        socket_connect_timeout=FAST,
+        retry=Retry(NoBackoff(), 0),
+    )
+
+
+# -- the basics ------------------------------------------------------------------------
+
+
+def test_satisfies_the_protocol_and_is_shared(cache: RedisCache) -> None:
+    """RedisCache is a FactCache whose keys are stable across processes."""
+    assert isinstance(cache, FactCache)
+    assert cache.shared is True
+    assert (cache.ttl, cache.change_ttl) == (3600.0, 30 * 86400.0)
+
+
+@pytest.mark.parametrize("fact", [QUIET, CHANGE, Fact(changed_from=dt.date(2024, 1, 2))])
+def test_round_trip(cache: RedisCache, fact: Fact) -> None:
+    """A stored fact reads back equal."""
+    cache.set("k1", fact)
+    assert cache.get("k1") == fact
+
+
+def test_round_trip_across_instances(redis_server: RedisServer, cache: RedisCache) -> None:
+    """Another process (another client and cache built from the same secret) reads the fact."""
+    cache.set("k1", QUIET)
+    other = RedisCache(redis_server.client(), secret=SECRET.decode())
+    assert other.get("k1") == QUIET
+
+
+def test_missing_key_is_none(cache: RedisCache) -> None:
+    """A key never written reads as None."""
+    assert cache.get("never-written") is None
+
+
+# -- expiry ----------------------------------------------------------------------------
+
+
+def test_quiet_fact_expires_in_redis(cache: RedisCache, client: redis.Redis) -> None:
+    """A quiet-only fact is written with PX up to quiet_until and Redis drops it then."""
+    cache.set("k1", Fact(quiet_from=dt.date(2023, 1, 1), quiet_until=time.time() + 0.3))
+    name = cache.key_name("k1")
+    assert 0 < client.pttl(name) <= 300
+    assert cache.get("k1") is not None
+    time.sleep(0.45)
+    assert cache.get("k1") is None
+    assert client.exists(name) == 0
+
+
+def test_lifetime_is_the_longest_claim(client: redis.Redis) -> None:
+    """PX follows the longest-lived claim, read from the injected clock, like MemoryCache."""
+    now = 1_000_000.0
+    cache = RedisCache(
+        client, secret=SECRET, ttl=60, change_ttl=dt.timedelta(days=2), clock=lambda: now
+    )
+    cache.set("quiet", Fact(quiet_from=dt.date(2023, 1, 1), quiet_until=now + 60))
+    cache.set("change", Fact(changed_from=dt.date(2024, 1, 1), quiet_until=now + 60))
+    cache.set("stale", Fact(quiet_from=dt.date(2023, 1, 1), quiet_until=now - 1))
+    assert 59_000 < client.pttl(cache.key_name("quiet")) <= 60_000
+    assert 2 * 86_400_000 - 2000 < client.pttl(cache.key_name("change")) <= 2 * 86_400_000
+    assert client.exists(cache.key_name("stale")) == 0  # already lapsed: never written
+
+
+# -- what Redis holds ------------------------------------------------------------------
+
+
+def test_value_is_ciphertext(cache: RedisCache, client: redis.Redis) -> None:
+    """The stored bytes are version + nonce + AES-GCM output, with no date or JSON in them."""
+    fact = Fact(
+        changed_from=dt.date(2024, 3, 1),
+        change_exact=True,
+        quiet_from=dt.date(2024, 3, 2),
+        quiet_until=1_900_000_000.0,
+    )
+    cache.set("k1", fact)
+    raw = client.get(cache.key_name("k1"))
+    assert isinstance(raw, bytes)
+    assert raw[0] == 1
+    assert len(raw) == 1 + 12 + len(fact.to_bytes()) + 16
+    for needle in (b"2024", b"03-01", b"1900000000", b"true", b"null", b'["'):
+        assert needle not in raw[13:]
+    assert fact.to_bytes() not in raw
+
+
+def test_every_write_uses_a_fresh_nonce(cache: RedisCache, client: redis.Redis) -> None:
+    """Writing the same fact twice stores different bytes."""
+    cache.set("k1", QUIET)
+    first = client.get(cache.key_name("k1"))
+    cache.set("k1", QUIET)
+    second = client.get(cache.key_name("k1"))
+    assert first != second
+    assert cache.get("k1") == QUIET
+
+
+def _flip(raw: bytes, index: int) -> bytes:
+    return raw[:index] + bytes([raw[index] ^ 0x01]) + raw[index + 1 :]
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        pytest.param(lambda raw: _flip(raw, 0), id="version"),
+        pytest.param(lambda raw: _flip(raw, 5), id="nonce"),
+        pytest.param(lambda raw: _flip(raw, 20), id="ciphertext"),
+        pytest.param(lambda raw: _flip(raw, len(raw) - 1), id="tag"),
+        pytest.param(lambda raw: raw[:-1], id="truncated"),
+        pytest.param(lambda raw: raw[:20], id="short"),
+        pytest.param(lambda raw: raw + b"\x00", id="extended"),
+        pytest.param(lambda raw: b"", id="empty"),
+        pytest.param(lambda raw: b'[null,false,"2020-01-01",9e9]', id="plaintext-fact"),
+        pytest.param(lambda raw: b"\x01" + os.urandom(60), id="random"),
+        pytest.param(lambda raw: b"x" * 10_000, id="huge"),
+    ],
+)
+def test_tampered_value_reads_as_none(
+    cache: RedisCache,
+    client: redis.Redis,
+    tamper: object,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Any change to the stored bytes makes the entry unreadable, never an exception."""
+    cache.set("k1", CHANGE)
+    name = cache.key_name("k1")
+    raw = client.get(name)
+    assert isinstance(raw, bytes)
+    client.set(name, tamper(raw))  # type: ignore[operator]
+    with caplog.at_level(logging.WARNING, logger="recyclecheck"):
+        assert cache.get("k1") is None
+    assert "unreadable" in caplog.text
+
+
+def test_sealed_plaintext_that_is_not_a_fact_reads_as_none(
+    cache: RedisCache, client: redis.Redis
+) -> None:
+    """A value authenticated under our key but holding no Fact reads as None."""
+    name = cache.key_name("k1")
+    client.set(name, cache._seal(name, b"not json"))
+    assert cache.get("k1") is None
+
+
+def test_value_moved_to_another_key_reads_as_none(cache: RedisCache, client: redis.Redis) -> None:
+    """A sealed value copied under another number's key (or prefix) does not authenticate."""
+    cache.set("reissued-number", CHANGE)
+    raw = client.get(cache.key_name("reissued-number"))
+    client.set(cache.key_name("victim-number"), raw)
+    assert cache.get("victim-number") is None
+    other_prefix = RedisCache(client, secret=SECRET, prefix="other:")
+    client.set(other_prefix.key_name("reissued-number"), raw)
+    assert other_prefix.get("reissued-number") is None
+    assert cache.get("reissued-number") == CHANGE  # the original is untouched
+
+
+def test_wrong_secret_reads_as_none(cache: RedisCache, client: redis.Redis) -> None:
+    """A process with another secret neither finds nor decrypts the entry."""
+    cache.set("k1", QUIET)
+    wrong = RedisCache(client, secret=b"another-secret-0123456789")
+    assert wrong.key_name("k1") != cache.key_name("k1")
+    assert wrong.get("k1") is None
+    # Even at the right key name, the wrong value key cannot open it.
+    client.set(wrong.key_name("k1"), client.get(cache.key_name("k1")))
+    assert wrong.get("k1") is None
+
+
+def test_key_names_are_keyed_hmacs(cache: RedisCache) -> None:
+    """prefix + 64 hex digits, stable per secret, never the Guard's key itself."""
+    guard_key = hashlib.sha256(b"guard level key").hexdigest()
+    name = cache.key_name(guard_key)
+    assert name.startswith("recyclecheck:")
+    digest = name.removeprefix("recyclecheck:")
+    assert len(digest) == 64
+    assert int(digest, 16) >= 0
+    assert guard_key not in name
+    assert digest != hashlib.sha256(guard_key.encode()).hexdigest()  # keyed, not a plain hash
+    assert RedisCache(cache._client, secret=SECRET).key_name(guard_key) == name
+
+
+# -- Redis trouble ---------------------------------------------------------------------
+
+
+def test_redis_down_is_a_fast_miss(caplog: pytest.LogCaptureFixture) -> None:
+    """Nothing listening: get is None, set is silent, both at once; only the type is logged."""
+    conn = closed_port_client()
+    cache = RedisCache(conn, secret=SECRET)
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="recyclecheck"):
+        assert cache.get("k1") is None
+        cache.set("k1", QUIET)
+    assert time.monotonic() - started < 0.5
+    assert "ConnectionError" in caplog.text
+    port = str(conn.connection_pool.connection_kwargs["port"])
+    assert port not in caplog.text
+    assert "127.0.0.1" not in caplog.text
+
+
+def test_redis_stopped_after_use(tmp_path: Path) -> None:
+    """A server that dies under pooled connections turns into fast misses."""
+    server = RedisServer(tmp_path)
+    try:
+        cache = RedisCache(server.client(), secret=SECRET)
+        cache.set("k1", QUIET)
+        assert cache.get("k1") == QUIET
+    finally:
+        server.stop()
+    started = time.monotonic()
+    assert cache.get("k1") is None
+    cache.set("k1", CHANGE)
+    assert time.monotonic() - started < 0.5
+
+
+def test_hung_redis_times_out() -> None:
+    """A server that accepts but never answers costs one socket timeout, not a hang."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)  # the kernel completes handshakes; nobody ever replies
+        conn = redis.Redis(
+            host="127.0.0.1",
+            port=listener.getsockname()[1],
+            socket_timeout=FAST,
+            socket_connect_timeout=FAST,
+            retry=Retry(NoBackoff(), 0),
+        )
+        cache = RedisCache(conn, secret=SECRET)
+        started = time.monotonic()
+        assert cache.get("k1") is None
+        assert time.monotonic() - started < 0.5
+        conn.close()
+
+
+class BrokenClient:
+    """A duck-typed client whose every command fails; counts calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def get(self, name: str) -> bytes:
+        self.calls += 1
+        raise redis.TimeoutError("Timeout reading from socket")
+
+    def set(self, name: str, value: bytes, px: int) -> bool:
+        self.calls += 1
+        raise redis.ConnectionError("Connection refused")
+
+
+def test_breaker_stops_calling_a_failing_redis(caplog: pytest.LogCaptureFixture) -> None:
+    """After a few consecutive failures the cache answers misses without touching Redis."""
+    broken = BrokenClient()
+    cache = RedisCache(broken, secret=SECRET)  # type: ignore[arg-type]
+    with caplog.at_level(logging.WARNING, logger="recyclecheck"):
+        for _ in range(10):
+            assert cache.get("k1") is None
+            cache.set("k1", QUIET)
+    assert broken.calls == 3
+    assert len(caplog.records) == 3
+    assert "redis=open" in repr(cache)
+
+
+# -- configuration ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "secret", [None, b"", b"short", "fifteen-chars!!", 12345, bytearray(32)], ids=repr
+)
+def test_secret_is_required(client: redis.Redis, secret: object) -> None:
+    """No secret, or one under 16 bytes, is a ConfigurationError."""
+    with pytest.raises(ConfigurationError, match="secret"):
+        RedisCache(client, secret=secret)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"socket_timeout": None}, "socket_timeout"),
+        ({"socket_timeout": MAX_SOCKET_TIMEOUT * 2}, "socket_timeout"),
+        ({"socket_connect_timeout": 5}, "socket_connect_timeout"),
+        ({"decode_responses": True}, "decode_responses"),
+        ({"retry": Retry(NoBackoff(), 3)}, "retry"),
+    ],
+)
+def test_slow_clients_are_refused(
+    redis_server: RedisServer, options: dict[str, object], match: str
+) -> None:
+    """A client that could hold a login for seconds is refused at construction."""
+    with pytest.raises(ConfigurationError, match=match):
+        RedisCache(redis_server.client(**options), secret=SECRET)
+
+
+class PoolOnly:
+    """A duck-typed client exposing only connection_pool.connection_kwargs."""
+
+    def __init__(self, **kwargs: object) -> None:
+        self.connection_pool = types.SimpleNamespace(connection_kwargs=kwargs)
+
+    def get(self, name: str) -> None:
+        return None
+
+    def set(self, name: str, value: bytes, px: int) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"socket_timeout": FAST, "socket_connect_timeout": FAST}, None),
+        ({"socket_timeout": FAST, "path": "/run/redis.sock"}, None),  # unix: no connect wait
+        ({"socket_timeout": FAST, "socket_connect_timeout": FAST, "retry": None}, None),
+        ({"socket_timeout": FAST}, "socket_connect_timeout"),  # absent: the library default
+        ({"socket_timeout": True, "socket_connect_timeout": FAST}, "socket_timeout"),
+        ({"socket_timeout": 0, "socket_connect_timeout": FAST}, "socket_timeout"),
+        (
+            {"socket_timeout": FAST, "socket_connect_timeout": FAST, "retry_on_timeout": True},
+            "retry",
+        ),
+    ],
+)
+def test_client_checks_read_connection_kwargs(kwargs: dict[str, object], match: str | None) -> None:
+    """The checks read connection_kwargs as redis-py 5+ fills them."""
+    if match is None:
+        RedisCache(PoolOnly(**kwargs), secret=SECRET)  # type: ignore[arg-type]
+    else:
+        with pytest.raises(ConfigurationError, match=match):
+            RedisCache(PoolOnly(**kwargs), secret=SECRET)  # type: ignore[arg-type]
+
+
+def test_clients_without_readable_settings_are_trusted() -> None:
+    """A client that exposes no connection_kwargs (e.g. a cluster client) is accepted."""
+    RedisCache(BrokenClient(), secret=SECRET)  # type: ignore[arg-type]
+
+
+def test_connect_timeout_may_default_to_socket_timeout(redis_server: RedisServer) -> None:
+    """socket_connect_timeout=None means redis-py connects within socket_timeout: accepted."""
+    cache = RedisCache(redis_server.client(socket_connect_timeout=None), secret=SECRET)
+    cache.set("k1", QUIET)
+    assert cache.get("k1") == QUIET
+
+
+def test_default_client_is_refused() -> None:
+    """redis.Redis() with its defaults (multi-second timeouts or none, retries) is refused."""
+    with pytest.raises(ConfigurationError):
+        RedisCache(redis.Redis(port=_free_port()), secret=SECRET)
+
+
+def test_url_client_needs_a_connect_timeout() -> None:
+    """from_url clients must say socket_connect_timeout too."""
+    port = _free_port()
+    with pytest.raises(ConfigurationError, match="socket_connect_timeout"):
+        RedisCache(
+            redis.Redis.from_url(f"redis://127.0.0.1:{port}/0?socket_timeout=0.05"),
+            secret=SECRET,
+        )
+    cache = RedisCache(
+        redis.Redis.from_url(
+            f"redis://127.0.0.1:{port}/0?socket_timeout=0.05&socket_connect_timeout=0.05",
+            retry=Retry(NoBackoff(), 0),
+        ),
+        secret=SECRET,
+    )
+    assert cache.get("k1") is None
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"ttl": -1}, {"change_ttl": float("nan")}, {"prefix": b"rc:"}, {"clock": 1.0}],
+    ids=repr,
+)
+def test_bad_options(client: redis.Redis, options: dict[str, object]) -> None:
+    """Bad ttl, prefix or clock values are ConfigurationErrors."""
+    with pytest.raises(ConfigurationError):
+        RedisCache(client, secret=SECRET, **options)  # type: ignore[arg-type]
+
+
+def test_not_a_client() -> None:
+    """Something without get/set is not a client."""
+    with pytest.raises(ConfigurationError, match="client"):
+        RedisCache(object(), secret=SECRET)  # type: ignore[arg-type]
+
+
+def test_repr_shows_no_secret(cache: RedisCache) -> None:
+    """repr names the prefix and TTLs, never the secret or derived keys."""
+    text = repr(cache)
+    assert text.startswith("<RedisCache prefix='recyclecheck:' ttl=3600")
+    assert SECRET.decode() not in text
+    assert cache._name_key.hex() not in text
+    assert "127.0.0.1" not in text
+
+
+def test_non_str_key_never_raises(cache: RedisCache) -> None:
+    """Even a wrong key type reads as a miss and writes nothing."""
+    assert cache.get(123) is None  # type: ignore[arg-type]
+    cache.set(123, QUIET)  # type: ignore[arg-type]
+
+
+def test_importing_recyclecheck_does_not_need_redis() -> None:
+    """recyclecheck and its Redis backend import with redis-py absent."""
+    code = (
+        "import sys; sys.modules['redis'] = None\n"
+        "import recyclecheck, recyclecheck._redis_cache\n"
+        "assert 'redis' not in {m for m in sys.modules if sys.modules[m] is not None}\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+# -- with the Guard --------------------------------------------------------------------
+
+
+class SpyCache:
+    """Wraps a cache and records the keys the Guard uses."""
+
+    shared = True
+
+    def __init__(self, inner: RedisCache) -> None:
+        self.inner = inner
+        self.ttl = inner.ttl
+        self.change_ttl = inner.change_ttl
+        self.keys: set[str] = set()
+
+    def get(self, key: str) -> Fact | None:
+        self.keys.add(key)
+        return self.inner.get(key)
+
+    def set(self, key: str, fact: Fact) -> None:
+        self.keys.add(key)
+        self.inner.set(key, fact)
+
+
+def _answers(number: str, since: dt.date) -> LastChange:
+    return LastChange(dt.date(2024, 3, 1) if number == "+8613800138000" else None)
+
+
+def test_two_guards_share_facts(redis_server: RedisServer, client: redis.Redis) -> None:
+    """A second Guard (another process, same secrets) answers from Redis without the provider."""
+    first_provider = ScriptedProvider(_answers, name="sandbox")
+    second_provider = ScriptedProvider(_answers, name="sandbox")
+    shared = RedisCache(client, secret=SECRET)
+    first = Guard(first_provider, cache=shared, secret=GUARD_SECRET)
+    second = Guard(second_provider, cache=shared, secret=GUARD_SECRET)
+    elsewhere = Guard(
+        ScriptedProvider(_answers, name="sandbox"),
+        cache=RedisCache(redis_server.client(), secret=SECRET),
+        secret=GUARD_SECRET.decode(),
+    )
+    bound = dt.datetime(2023, 1, 1, tzinfo=UTC)
+
+    for number, action in ((E164, Action.ALLOW), ("+86 138 0013 8000", Action.STEP_UP)):
+        fresh = first.check(number, bound_at=bound)
+        assert (fresh.action, fresh.cached) == (action, False)
+        for guard in (second, elsewhere):
+            reused = guard.check(number, bound_at=bound)
+            assert reused.cached is True
+            assert (reused.action, reused.reason) == (fresh.action, fresh.reason)
+    assert first_provider.count == 2
+    assert second_provider.count == 0
+    assert elsewhere.provider.count == 0  # type: ignore[attr-defined]
+    assert len(client.keys("*")) == 2
+
+
+def test_guard_with_other_secret_misses(client: redis.Redis) -> None:
+    """A Guard keyed with another secret finds nothing and asks its provider."""
+    shared = RedisCache(client, secret=SECRET)
+    bound = dt.date(2023, 1, 1)
+    Guard(ScriptedProvider(_answers, name="sandbox"), cache=shared, secret=GUARD_SECRET).check(
+        E164, bound_at=bound
+    )
+    other = ScriptedProvider(_answers, name="sandbox")
+    decision = Guard(other, cache=shared, secret=b"y" * 32).check(E164, bound_at=bound)
+    assert (decision.cached, other.count) == (False, 1)
+    assert decision.reason is Reason.NOT_REISSUED
+
+
+def test_guard_with_redis_cache_needs_a_secret(cache: RedisCache) -> None:
+    """A shared cache without Guard(secret=...) is refused."""
+    with pytest.raises(ConfigurationError, match="secret"):
+        Guard(ScriptedProvider(_answers), cache=cache)
+
+
+def test_redis_holds_no_number(client: redis.Redis) -> None:
+    """Key names hold no digits of the number, its plain hash, nor the Guard's own key."""
+    spy = SpyCache(RedisCache(client, secret=SECRET))
+    guard = Guard(ScriptedProvider(_answers, name="sandbox"), cache=spy, secret=GUARD_SECRET)
+    guard.check(E164, bound_at=dt.date(2023, 1, 1))
+    (guard_key,) = spy.keys
+    names = [name.decode() for name in client.keys("*")]
+    assert names == [spy.inner.key_name(guard_key)]
+    forbidden = [
+        NATIONAL,
+        E164,
+        E164.lstrip("+"),
+        guard_key,
+        hashlib.sha256(E164.encode()).hexdigest(),
+        hashlib.sha256(NATIONAL.encode()).hexdigest(),
+    ]
+    for name in names:
+        for needle in forbidden:
+            assert needle not in name
+        value = client.get(name)
+        assert isinstance(value, bytes)
+        assert NATIONAL.encode() not in value
+        assert guard_key.encode() not in value
+
+
+def test_guard_survives_redis_down() -> None:
+    """With Redis unreachable, checks still decide from the provider, quickly."""
+    provider = ScriptedProvider(_answers, name="sandbox")
+    guard = Guard(
+        provider, cache=RedisCache(closed_port_client(), secret=SECRET), secret=GUARD_SECRET
+    )
+    for _ in range(3):
+        decision = guard.check(E164, bound_at=dt.date(2023, 1, 1))
+        assert (decision.action, decision.cached) == (Action.ALLOW, False)
+        assert decision.elapsed < 0.5
+    assert provider.count == 3
