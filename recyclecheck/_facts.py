@@ -85,8 +85,10 @@ def fact_from_answer(answer: Answer, *, quiet_until: float) -> Fact | None:
 
 
 def merge(old: Fact | None, new: Fact) -> Fact:
-    """Combine an older fact with a newer one: the latest known change wins;
-    the quiet claim is the newer observation's."""
+    """Combine an older fact with a newer one.
+
+    The latest known change wins; the quiet claim is the newer observation's.
+    """
     if old is None or old.changed_from is None:
         return new
     if new.changed_from is not None and new.changed_from >= old.changed_from:

@@ -90,8 +90,10 @@ class Guard:
             raise ConfigurationError(f"timeout must be between 0 and {MAX_TIMEOUT:g} seconds")
         if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
             raise ConfigurationError("max_workers must be a positive int")
-        if isinstance(breaker_threshold, bool) or not isinstance(breaker_threshold, int) or (
-            breaker_threshold < 1
+        if (
+            isinstance(breaker_threshold, bool)
+            or not isinstance(breaker_threshold, int)
+            or (breaker_threshold < 1)
         ):
             raise ConfigurationError("breaker_threshold must be a positive int")
         if on_decision is not None and not callable(on_decision):

@@ -1,5 +1,7 @@
-"""The HTTP layer every adapter shares: one pooled session, deadline-bound timeouts,
-a body-size cap, no redirects, verified TLS, and exceptions free of numbers and URLs.
+"""The HTTP layer every adapter shares.
+
+One pooled session, deadline-bound timeouts, a body-size cap, no redirects,
+verified TLS, and exceptions free of numbers and URLs.
 
 Adapters build requests and read JSON through :class:`HttpClient`; they never touch
 ``requests`` exceptions, which embed full URLs (and so phone numbers) in their text.
@@ -204,7 +206,15 @@ class HttpClient:
         )
         _request_scope.active = True
         try:
-            response = self._send(method, url, params, headers, body, left, proxies)
+            response = self._send(
+                method=method,
+                url=url,
+                params=params,
+                headers=headers,
+                body=body,
+                left=left,
+                proxies=proxies,
+            )
             try:
                 if 300 <= response.status_code < 400:
                     raise ProviderResponseError(
@@ -223,6 +233,7 @@ class HttpClient:
 
     def _send(
         self,
+        *,
         method: str,
         url: str,
         params: Mapping[str, str] | None,
@@ -260,7 +271,9 @@ class HttpClient:
         declared = response.headers.get("Content-Length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body:
             raise ProviderResponseError(
-                "response body over the size cap", provider=self.provider, status=response.status_code
+                "response body over the size cap",
+                provider=self.provider,
+                status=response.status_code,
             )
         raw = response.raw
         chunks: list[bytes] = []
@@ -310,15 +323,19 @@ class HttpClient:
                 "HTML page instead of JSON", provider=self.provider, status=response.status
             )
         try:
-            return json.loads(text, parse_constant=_reject_constant)
+            return json.loads(
+                text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys
+            )
         except (ValueError, RecursionError):
             raise ProviderResponseError(
                 "malformed JSON", provider=self.provider, status=response.status
             ) from None
 
     def raise_for_status(self, response: HttpResponse, *, code: str | None = None) -> None:
-        """Map a non-2xx status to the matching ProviderError (call after reading
-        any provider-specific error body)."""
+        """Map a non-2xx status to the matching ProviderError.
+
+        Call it after reading any provider-specific error body.
+        """
         status = response.status
         if 200 <= status < 300:
             return
@@ -341,6 +358,14 @@ class HttpClient:
         raise ProviderResponseError(
             "unexpected status", provider=self.provider, status=status, code=code
         )
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # {"recycled": true, "recycled": false} must not quietly read as false.
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise ValueError("duplicate key")
+    return result
 
 
 def _reject_constant(name: str) -> Any:

@@ -79,7 +79,7 @@ def normalize(phone: object, region: str | None = None) -> PhoneNumber:
     """Validate ``phone`` and return it as a :class:`PhoneNumber`.
 
     National formats need ``region`` (an ISO 3166 code such as ``"CN"``).  Any
-    Unicode decimal digits are accepted (full-width ``１３８...`` included), as
+    Unicode decimal digits are accepted (full-width digits included), as
     is ``00`` in place of ``+`` when no region is given.  Raises
     :class:`InvalidPhoneNumber` for non-strings, empty, oversized, control
     characters, unparsable, invalid numbers and numbers with an extension.
@@ -105,7 +105,7 @@ def normalize(phone: object, region: str | None = None) -> PhoneNumber:
     if not phonenumbers.is_valid_number(parsed):
         raise InvalidPhoneNumber("phone is not a valid number")
     e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
-    country = parsed.country_code
+    country = int(parsed.country_code or 0)
     return PhoneNumber(e164, country, _mask_parts(str(country), e164[len(str(country)) + 1 :]))
 
 

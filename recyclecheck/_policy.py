@@ -145,7 +145,7 @@ def question_date(binding: dt.date, today: dt.date) -> dt.date:
     return min(binding - MARGIN, today)
 
 
-def _reason(answer: Answer, since: dt.date) -> tuple[Reason, dt.date | None]:
+def _reason(answer: object, since: dt.date) -> tuple[Reason, dt.date | None]:  # noqa: PLR0911
     if isinstance(answer, LastChange):
         if answer.on is not None and answer.on >= since:
             return Reason.REISSUED_AFTER_BINDING, answer.on

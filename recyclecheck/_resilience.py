@@ -1,5 +1,7 @@
-"""Keeping a login fast whatever the provider does: a bounded worker pool,
-a circuit breaker, and the one-retry rule."""
+"""Keeping a login fast whatever the provider does.
+
+A bounded worker pool, a circuit breaker, and the one-retry rule.
+"""
 
 from __future__ import annotations
 
@@ -70,15 +72,21 @@ class CircuitBreaker:
         if self._opened_at is None:  # fast path; a stale read only delays opening by one call
             return True
         with self._lock:
-            if self._opened_at is None:
+            opened_at = self._read_opened_at()
+            if opened_at is None:
                 return True
             now = self._clock()
-            if now - self._opened_at < self.recovery_time:
+            if now - opened_at < self.recovery_time:
                 return False
             if self._probe_started is not None and now - self._probe_started < self.recovery_time:
                 return False
             self._probe_started = now
             return True
+
+    def _read_opened_at(self) -> float | None:
+        # Re-read under the lock; a method call keeps the type checker from
+        # assuming the unlocked read above still holds.
+        return self._opened_at
 
     def record_success(self) -> None:
         """A call succeeded: close the circuit."""

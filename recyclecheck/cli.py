@@ -152,17 +152,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "verbose", False):
         logging.basicConfig(level=logging.DEBUG, format="%(levelname)s %(name)s: %(message)s")
+    if args.command != "check":  # pragma: no cover - argparse only accepts known commands
+        parser.error(f"unknown command {args.command!r}")
     try:
-        if args.command == "check":
-            return _run_check(args, sys.stdout)
+        return _run_check(args, sys.stdout)
     except InvalidInput as exc:
         sys.stderr.write(f"recyclecheck: {exc}\n")
         return EXIT_USAGE
     except ConfigurationError as exc:
         sys.stderr.write(f"recyclecheck: configuration error: {exc}\n")
         return EXIT_CONFIG
-    parser.error(f"unknown command {args.command!r}")  # pragma: no cover - argparse guards it
-    return EXIT_USAGE  # pragma: no cover
 
 
 if __name__ == "__main__":  # pragma: no cover

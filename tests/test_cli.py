@@ -51,7 +51,9 @@ def test_exit_status(
     capsys: pytest.CaptureFixture[str], phone: str, extra: list[str], code: int
 ) -> None:
     """--exit-status maps the action to the exit code."""
-    assert run(capsys, "check", phone, "--bound-at", "2022-05-10", "--exit-status", *extra)[0] == code
+    assert (
+        run(capsys, "check", phone, "--bound-at", "2022-05-10", "--exit-status", *extra)[0] == code
+    )
 
 
 def test_deny_exit_status_value() -> None:
@@ -61,7 +63,18 @@ def test_deny_exit_status_value() -> None:
 
 def test_timestamps_and_regions(capsys: pytest.CaptureFixture[str]) -> None:
     """ISO timestamps with an offset or Z, and national formats with --region."""
-    assert run(capsys, "check", "13800138000", "--region", "CN", "--bound-at", "2025-01-01T08:00:00+08:00")[0] == 0
+    assert (
+        run(
+            capsys,
+            "check",
+            "13800138000",
+            "--region",
+            "CN",
+            "--bound-at",
+            "2025-01-01T08:00:00+08:00",
+        )[0]
+        == 0
+    )
     assert run(capsys, "check", "+8613800138000", "--bound-at", "2025-01-01T00:00:00Z")[0] == 0
 
 
@@ -74,7 +87,9 @@ def test_timestamps_and_regions(capsys: pytest.CaptureFixture[str]) -> None:
         ["check", "+8613800138000", "--bound-at", "2999-01-01"],
     ],
 )
-def test_bad_input_exits_2_without_echoing(capsys: pytest.CaptureFixture[str], args: list[str]) -> None:
+def test_bad_input_exits_2_without_echoing(
+    capsys: pytest.CaptureFixture[str], args: list[str]
+) -> None:
     """Invalid numbers and dates exit 2 with a message on stderr."""
     code, out, err = run(capsys, *args)
     assert code == EXIT_USAGE
@@ -86,17 +101,32 @@ def test_sandbox_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> Non
     """--sandbox answers from the given file; a bad file exits 1."""
     path = tmp_path / "n.json"
     path.write_text('{"numbers": {"+8613800138000": {"reissued_on": null}}}')
-    code, out, _ = run(capsys, "check", "+8613800138000", "--bound-at", "2022-05-10", "--sandbox", str(path))
+    code, out, _ = run(
+        capsys, "check", "+8613800138000", "--bound-at", "2022-05-10", "--sandbox", str(path)
+    )
     assert code == 0
     assert "ALLOW" in out
     path.write_text("{")
-    assert run(capsys, "check", "+8613800138000", "--bound-at", "2022-05-10", "--sandbox", str(path))[0] == EXIT_CONFIG
+    assert (
+        run(capsys, "check", "+8613800138000", "--bound-at", "2022-05-10", "--sandbox", str(path))[
+            0
+        ]
+        == EXIT_CONFIG
+    )
 
 
 def test_console_script_runs_as_a_process() -> None:
     """`python -m recyclecheck.cli` works as a real process."""
     result = subprocess.run(
-        [sys.executable, "-m", "recyclecheck.cli", "check", "+86 137 0013 7000", "--bound-at", "2022-05-10"],
+        [
+            sys.executable,
+            "-m",
+            "recyclecheck.cli",
+            "check",
+            "+86 137 0013 7000",
+            "--bound-at",
+            "2022-05-10",
+        ],
         capture_output=True,
         text=True,
         check=False,

@@ -27,7 +27,7 @@ def test_unknowns_are_not_facts() -> None:
 
 
 def test_a_change_answers_every_check_asking_about_an_earlier_date_forever() -> None:
-    """"Changed on D" answers checks with since <= D, fresh or stale."""
+    """ "Changed on D" answers checks with since <= D, fresh or stale."""
     fact = fact_from_answer(LastChange(D(2024, 3, 1)), quiet_until=UNTIL)
     assert fact is not None
     for now in (FRESH, STALE):
@@ -44,7 +44,7 @@ def test_a_change_says_nothing_about_later_bindings_once_stale() -> None:
 
 
 def test_changed_since_true_answers_only_earlier_or_equal_questions() -> None:
-    """"Changed since S" answers checks whose since <= S."""
+    """ "Changed since S" answers checks whose since <= S."""
     fact = fact_from_answer(ChangedSince(D(2024, 1, 1), True), quiet_until=UNTIL)
     assert fact is not None
     assert answer_from_fact(fact, D(2023, 6, 1), STALE) == ChangedSince(D(2024, 1, 1), True)
@@ -53,7 +53,7 @@ def test_changed_since_true_answers_only_earlier_or_equal_questions() -> None:
 
 
 def test_quiet_since_answers_only_later_or_equal_questions_while_fresh() -> None:
-    """"No change since S" answers checks whose since >= S, and only while fresh."""
+    """ "No change since S" answers checks whose since >= S, and only while fresh."""
     fact = fact_from_answer(ChangedSince(D(2024, 1, 1), False), quiet_until=UNTIL)
     assert fact is not None
     assert answer_from_fact(fact, D(2024, 6, 1), FRESH) == ChangedSince(D(2024, 6, 1), False)
@@ -97,7 +97,9 @@ def test_fact_serialisation_round_trips(fact: Fact) -> None:
     assert Fact.from_bytes(fact.to_bytes()) == fact
 
 
-@pytest.mark.parametrize("data", [b"", b"{}", b"[1,2,3,4]", b'["x",true,null,1]', b"[null,1,null,1]"])
+@pytest.mark.parametrize(
+    "data", [b"", b"{}", b"[1,2,3,4]", b'["x",true,null,1]', b"[null,1,null,1]"]
+)
 def test_fact_from_bytes_rejects_junk(data: bytes) -> None:
     """Anything that is not a serialised Fact raises ValueError."""
     with pytest.raises(ValueError):
@@ -134,7 +136,9 @@ def test_merging_never_forgets_a_change(first: object, second: object, since: dt
         return
     merged = merge(old, new)
     proved = [
-        f for f in (old, new) if f is not None and f.changed_from is not None and f.changed_from >= since
+        f
+        for f in (old, new)
+        if f is not None and f.changed_from is not None and f.changed_from >= since
     ]
     if proved:
         reused = answer_from_fact(merged, since, STALE)

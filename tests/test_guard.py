@@ -107,7 +107,9 @@ def test_national_format_needs_a_region() -> None:
         (CN, "2022-05-10", InvalidInput),
     ],
 )
-def test_bad_input_raises_before_any_provider_call(phone: object, bound_at: object, error: type) -> None:
+def test_bad_input_raises_before_any_provider_call(
+    phone: object, bound_at: object, error: type
+) -> None:
     """Only caller mistakes raise out of check, and they raise before any I/O."""
     provider = ScriptedProvider()
     with pytest.raises(error):
@@ -188,7 +190,7 @@ def test_change_fact_does_not_answer_a_later_binding_once_stale() -> None:
 
 
 def test_boolean_facts_are_reused_monotonically() -> None:
-    """"Changed since S" answers earlier questions; "quiet since S" answers later ones."""
+    """ "Changed since S" answers earlier questions; "quiet since S" answers later ones."""
     changed = ScriptedProvider(lambda n, since: ChangedSince(since, True))
     g = Guard(changed)
     g.check(CN, bound_at=dt.date(2023, 1, 1))

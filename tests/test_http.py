@@ -71,9 +71,12 @@ def test_a_slow_drip_body_does_not_outlive_the_deadline() -> None:
 
 def test_size_cap_declared_and_streamed() -> None:
     """Bodies over the cap are refused, declared or not."""
-    with raw_server(respond("200 OK", b"x" * 5000)) as base, within(2):
-        with pytest.raises(ProviderResponseError, match="size cap"):
-            client(max_body=1000).request("GET", base + "/")
+    with (
+        raw_server(respond("200 OK", b"x" * 5000)) as base,
+        within(2),
+        pytest.raises(ProviderResponseError, match="size cap"),
+    ):
+        client(max_body=1000).request("GET", base + "/")
 
     def chunked(conn: socket.socket) -> None:
         conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
@@ -81,9 +84,12 @@ def test_size_cap_declared_and_streamed() -> None:
             conn.sendall(b"3e8\r\n" + b"y" * 1000 + b"\r\n")
         conn.sendall(b"0\r\n\r\n")
 
-    with raw_server(chunked) as base, within(2):
-        with pytest.raises(ProviderResponseError, match="size cap"):
-            client(max_body=4000).request("GET", base + "/")
+    with (
+        raw_server(chunked) as base,
+        within(2),
+        pytest.raises(ProviderResponseError, match="size cap"),
+    ):
+        client(max_body=4000).request("GET", base + "/")
 
 
 def test_redirects_are_never_followed() -> None:
@@ -95,9 +101,12 @@ def test_redirects_are_never_followed() -> None:
 
     with raw_server(other) as elsewhere:
         redirect = respond("302 Found", b"", {"Location": elsewhere + "/steal"})
-        with raw_server(redirect) as base, within(2):
-            with pytest.raises(ProviderResponseError, match="redirect") as info:
-                client().request("GET", base + "/")
+        with (
+            raw_server(redirect) as base,
+            within(2),
+            pytest.raises(ProviderResponseError, match="redirect") as info,
+        ):
+            client().request("GET", base + "/")
     assert info.value.status == 302
     assert not contacted.is_set()
 
@@ -119,9 +128,8 @@ def test_connection_refused_is_unavailable_and_fast() -> None:
 
 def test_connection_reset_is_unavailable() -> None:
     """A reset mid-request is a retryable ProviderUnavailable."""
-    with raw_server(reset) as base, within(2):
-        with pytest.raises(ProviderUnavailable) as info:
-            client().request("GET", base + "/")
+    with raw_server(reset) as base, within(2), pytest.raises(ProviderUnavailable) as info:
+        client().request("GET", base + "/")
     assert info.value.retryable
 
 
@@ -140,6 +148,7 @@ def test_deadline_already_spent() -> None:
         (b"", "application/json"),
         (b'{"a": NaN}', "application/json"),
         (b"[" * 100_000, "application/json"),
+        (b'{"a": true, "a": false}', "application/json"),
     ],
 )
 def test_json_body_rejects_non_json(body: bytes, ctype: str) -> None:
@@ -270,4 +279,6 @@ def test_explicit_proxies_override_the_environment(
     """proxies= wins over the environment."""
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
     with within(2):
-        assert client(proxies={"http": echo_server}).request("GET", "http://x.invalid/").status == 200
+        assert (
+            client(proxies={"http": echo_server}).request("GET", "http://x.invalid/").status == 200
+        )

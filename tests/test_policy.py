@@ -40,7 +40,11 @@ PERMISSIVENESS = {Action.DENY: 0, Action.STEP_UP: 1, Action.ALLOW: 2}
         (LastChange(dt.date(2025, 1, 1)), Reason.REISSUED_AFTER_BINDING, dt.date(2025, 1, 1)),
         (LastChange(None, dt.date(2024, 5, 9)), Reason.NOT_REISSUED, None),
         (LastChange(None, dt.date(2024, 5, 10)), Reason.NOT_COVERED, None),
-        (LastChange(dt.date(2026, 1, 1), dt.date(2025, 1, 1)), Reason.REISSUED_AFTER_BINDING, dt.date(2026, 1, 1)),
+        (
+            LastChange(dt.date(2026, 1, 1), dt.date(2025, 1, 1)),
+            Reason.REISSUED_AFTER_BINDING,
+            dt.date(2026, 1, 1),
+        ),
         (LastChange(dt.date(2020, 1, 1), dt.date(2025, 1, 1)), Reason.NOT_COVERED, None),
         (ChangedSince(SINCE, False), Reason.NOT_REISSUED, None),
         (ChangedSince(dt.date(2020, 1, 1), False), Reason.NOT_REISSUED, None),
@@ -51,7 +55,9 @@ PERMISSIVENESS = {Action.DENY: 0, Action.STEP_UP: 1, Action.ALLOW: 2}
         (NotCovered(), Reason.NOT_COVERED, None),
     ],
 )
-def test_answers_map_to_reasons(answer: object, reason: Reason, reissued_on: dt.date | None) -> None:
+def test_answers_map_to_reasons(
+    answer: object, reason: Reason, reissued_on: dt.date | None
+) -> None:
     """Each answer shape gives the documented reason; a change on the question date counts."""
     outcome = evaluate(answer, SINCE, Policy())  # type: ignore[arg-type]
     assert outcome.reason is reason
@@ -161,7 +167,9 @@ def test_bound_at_of_wrong_type_is_refused(value: object) -> None:
 def test_aware_datetime_is_taken_in_utc() -> None:
     """The binding date is the UTC calendar date of the moment."""
     shanghai = dt.timezone(dt.timedelta(hours=8))
-    assert binding_date(dt.datetime(2024, 5, 10, 3, 0, tzinfo=shanghai), now=NOW) == dt.date(2024, 5, 9)
+    assert binding_date(dt.datetime(2024, 5, 10, 3, 0, tzinfo=shanghai), now=NOW) == dt.date(
+        2024, 5, 9
+    )
     assert binding_date(dt.date(2024, 5, 10), now=NOW) == dt.date(2024, 5, 10)
 
 
@@ -175,7 +183,9 @@ def test_question_date_is_one_day_before_and_never_after_today() -> None:
 
 
 @given(dates, dates, st.dates(min_value=dt.date(2000, 1, 1), max_value=dt.date(2030, 12, 31)))
-def test_a_later_change_date_is_never_more_permissive(a: dt.date, b: dt.date, since: dt.date) -> None:
+def test_a_later_change_date_is_never_more_permissive(
+    a: dt.date, b: dt.date, since: dt.date
+) -> None:
     """Moving the last change later can only keep or tighten the decision."""
     earlier, later = min(a, b), max(a, b)
     for policy in (Policy(), Policy.fail_open()):
@@ -238,6 +248,6 @@ def test_change_at_or_after_binding_in_any_zone_steps_up(
 def test_boolean_quiet_answer_allows_only_if_it_covers_the_question(
     asked: dt.date, answered: dt.date
 ) -> None:
-    """"No change since S" allows only when S is on or before the question date."""
+    """ "No change since S" allows only when S is on or before the question date."""
     outcome = evaluate(ChangedSince(answered, False), asked, Policy())
     assert (outcome.action is Action.ALLOW) == (answered <= asked)

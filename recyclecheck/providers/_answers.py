@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Protocol, Union, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
 __all__ = ["Answer", "ChangedSince", "LastChange", "NoData", "NotCovered", "Provider"]
 
 
-def _optional_date(_instance: object, attribute: attrs.Attribute[object], value: object) -> None:
+def _optional_date(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if value is not None and (type(value) is not dt.date):
         raise TypeError(f"{attribute.name} must be a datetime.date or None")
 
 
-def _plain_date(_instance: object, attribute: attrs.Attribute[object], value: object) -> None:
+def _plain_date(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if type(value) is not dt.date:
         raise TypeError(f"{attribute.name} must be a datetime.date")
 
@@ -52,7 +52,7 @@ class NotCovered:
 
 
 #: Every answer a provider may return from ``lookup``.
-Answer = Union[LastChange, ChangedSince, NoData, NotCovered]
+Answer = LastChange | ChangedSince | NoData | NotCovered
 
 ANSWER_TYPES = (LastChange, ChangedSince, NoData, NotCovered)
 

@@ -8,7 +8,7 @@ import json
 import os
 from collections.abc import Mapping
 from importlib import resources
-from typing import Any, Union
+from typing import Any
 
 from .._phone import normalize
 from ..exceptions import ConfigurationError, InvalidInput, ProviderError
@@ -18,7 +18,7 @@ __all__ = ["SandboxProvider"]
 
 #: What a scripted number may map to: a reissue date, ``None`` (never reissued),
 #: any Answer, or a ProviderError to raise (to script an outage).
-Scripted = Union[dt.date, None, Answer, ProviderError]
+Scripted = dt.date | None | Answer | ProviderError
 
 _ENTRY_KEYS = frozenset({"reissued_on", "covered_since", "no_data", "not_covered", "note"})
 MAX_SANDBOX_FILE = 8 * 1024 * 1024
@@ -85,7 +85,7 @@ class SandboxProvider:
         if isinstance(value, dt.date):
             return LastChange(value)
         if isinstance(value, (*ANSWER_TYPES, ProviderError)):
-            return value  # type: ignore[return-value]
+            return value
         raise ConfigurationError(
             f"sandbox number #{index}: expected a date, None, an Answer or a ProviderError"
         )
