@@ -7,6 +7,8 @@ number changed hands since the account bound it, and returns a
 
 from __future__ import annotations
 
+import logging
+
 from ._cache import FactCache, MemoryCache
 from ._decision import Decision
 from ._guard import Guard
@@ -26,6 +28,9 @@ from .exceptions import (
     ProviderUnavailable,
     RecycleCheckError,
 )
+
+# A library never decides where log records go; the app's configuration does.
+logging.getLogger("recyclecheck").addHandler(logging.NullHandler())
 
 __all__ = [
     "Action",

@@ -14,7 +14,15 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from ._cache import FactCache, MemoryCache, seconds
 from ._decision import Decision
 from ._facts import Fact, answer_from_fact, fact_from_answer, merge
-from ._phone import MAX_PHONE_LENGTH, NumberMemo, PhoneNumber, check_region, hmac_number, normalize
+from ._phone import (
+    MAX_PHONE_LENGTH,
+    NumberMemo,
+    PhoneNumber,
+    check_region,
+    hmac_number,
+    memo_key,
+    normalize,
+)
 from ._policy import Policy, binding_date, evaluate, question_date
 from ._resilience import CircuitBreaker, WorkerPool, lookup_with_retry
 from .exceptions import (
@@ -145,17 +153,17 @@ class Guard:
         deadline = started + self.timeout
         region = self.default_region if region is None else region
         number: PhoneNumber | None = None
-        memo_key = None
+        memo: str | None = None
         remembered = None
         if isinstance(phone, str) and len(phone) <= MAX_PHONE_LENGTH:
             # Inputs seen before skip re-parsing: the memo holds HMACs and masks only.
-            memo_key = hmac_number(self._key, "input", region or "", phone)
-            remembered = self._memo.get(memo_key)
+            memo = memo_key(self._key, region, phone)
+            remembered = self._memo.get(memo)
         if remembered is None:
             number = normalize(phone, region)
             key, masked = hmac_number(self._key, self.provider_name, number.e164), number.masked
-            if memo_key is not None:
-                self._memo.put(memo_key, (key, masked))
+            if memo is not None:
+                self._memo.put(memo, (key, masked))
         else:
             key, masked = remembered
         now = dt.datetime.now(_UTC)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import unicodedata
 
@@ -134,6 +135,15 @@ def mask(e164: str) -> str:
     if not national:
         return "+***"
     return _mask_parts(country, national)
+
+
+def memo_key(key: bytes, region: str | None, text: str) -> str:
+    """Keyed BLAKE2b of a raw input, naming it in the in-process input memo.
+
+    Keyed BLAKE2b is a MAC like HMAC, at a third of the cost on this hot path.
+    """
+    message = f"{region or ''}\x1f{text}".encode("utf-8", "surrogatepass")
+    return hashlib.blake2b(message, key=key[:64], digest_size=16).hexdigest()
 
 
 def hmac_number(key: bytes, *parts: str) -> str:
