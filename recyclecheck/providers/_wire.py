@@ -13,7 +13,12 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
-from ..exceptions import ConfigurationError, InvalidInput, ProviderResponseError
+from ..exceptions import (
+    ConfigurationError,
+    InvalidInput,
+    InvalidPhoneNumber,
+    ProviderResponseError,
+)
 
 __all__ = [
     "Strict",
@@ -38,17 +43,34 @@ _RFC3339 = re.compile(
 _LOOPBACK = frozenset({"localhost", "::1"})
 
 
+class _WrongType(InvalidInput, TypeError):
+    """Caller input of the wrong type: an InvalidInput that is also a TypeError."""
+
+
+class _WrongNumberType(InvalidPhoneNumber, TypeError):
+    """A phone number that is not even a string: also a TypeError."""
+
+
 def check_e164(number: object) -> str:
-    """Return ``number`` if it is an E.164 string, else raise :class:`InvalidInput`."""
-    if not isinstance(number, str) or not _E164.fullmatch(number):
-        raise InvalidInput("number must be an E.164 string such as +14155550100")
+    """Return ``number`` if it is an E.164 string.
+
+    Raises :class:`InvalidPhoneNumber` otherwise (also a ``TypeError`` when it
+    is not a string at all).
+    """
+    if not isinstance(number, str):
+        raise _WrongNumberType("number must be a str")
+    if not _E164.fullmatch(number):
+        raise InvalidPhoneNumber("number must be an E.164 string: + and 7 to 15 digits")
     return number
 
 
 def check_since(since: object) -> dt.date:
-    """Return ``since`` if it is a plain ``date`` (not a ``datetime``)."""
+    """Return ``since`` if it is a plain ``date`` (a ``datetime`` is refused).
+
+    Raises :class:`InvalidInput`, which here is also a ``TypeError``.
+    """
     if type(since) is not dt.date:
-        raise InvalidInput("since must be a datetime.date")
+        raise _WrongType("since must be a datetime.date")
     return since
 
 

@@ -53,7 +53,7 @@ from ._tokens import TokenCache
 
 __all__ = ["CamaraProvider"]
 
-LOG = logging.getLogger(__name__)
+_LOG = logging.getLogger(__name__)
 
 #: Prefix of every environment variable :meth:`CamaraProvider.from_env` reads.
 ENV_PREFIX = "RECYCLECHECK_CAMARA_"
@@ -61,6 +61,7 @@ ENV_PREFIX = "RECYCLECHECK_CAMARA_"
 ASSERTION_LIFETIME = 300
 #: Longest token lifetime trusted from a token endpoint, in seconds.
 MAX_TOKEN_LIFETIME = 86_400
+#: Longest access token accepted, in characters.
 MAX_TOKEN_CHARS = 8192
 
 _PHONE = re.compile(r"\+[1-9][0-9]{4,14}")  # the spec's PhoneNumber pattern
@@ -96,7 +97,7 @@ _ARG_NAMES = {
 _ENV_NAMES = {
     **{name: ENV_PREFIX + name.upper() for name in _ARG_NAMES},
     "private_key": ENV_PREFIX + "PRIVATE_KEY_FILE",
-    "scope": "scope",
+    "scope": "scope",  # not read from the environment
 }
 
 
@@ -387,7 +388,7 @@ class CamaraProvider:
         body = json.dumps(payload, separators=(",", ":")).encode("ascii")
         response = self._http.request("POST", self._config.check_url, headers=headers, body=body)
         answer = self._answer(response, correlator, since)
-        LOG.debug(
+        _LOG.debug(
             "camara check of %s: %s (status %d, x-correlator %s)",
             mask(number),
             type(answer).__name__,
@@ -516,7 +517,7 @@ class CamaraProvider:
                 f"token endpoint: {exc.message}", provider=self.name, status=exc.status
             ) from None
         token, lifetime = self._read_grant(grant)
-        LOG.debug("camara access token obtained, valid for %ds", lifetime)
+        _LOG.debug("camara access token obtained, valid for %ds", lifetime)
         return token, float(lifetime)
 
     def _token_refused(self, response: HttpResponse) -> None:
