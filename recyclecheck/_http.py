@@ -164,6 +164,9 @@ class HttpClient:
         session.mount("http://", adapter)
         session.headers["User-Agent"] = USER_AGENT
         session.headers["Accept"] = "application/json"
+        # Bodies are read raw under the deadline and the size cap; compression would
+        # hide their true size (and a gzip bomb), so ask for none.
+        session.headers["Accept-Encoding"] = "identity"
         return session
 
     def close(self) -> None:
@@ -275,6 +278,13 @@ class HttpClient:
                 provider=self.provider,
                 status=response.status_code,
             )
+        encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            raise ProviderResponseError(
+                "compressed body refused (identity was asked for)",
+                provider=self.provider,
+                status=response.status_code,
+            )
         raw = response.raw
         chunks: list[bytes] = []
         size = 0
@@ -323,9 +333,7 @@ class HttpClient:
                 "HTML page instead of JSON", provider=self.provider, status=response.status
             )
         try:
-            return json.loads(
-                text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys
-            )
+            return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
         except (ValueError, RecursionError):
             raise ProviderResponseError(
                 "malformed JSON", provider=self.provider, status=response.status

@@ -20,7 +20,15 @@ from ._guard import Guard
 from ._policy import Action, Policy
 from ._version import __version__
 from .exceptions import ConfigurationError, InvalidInput
-from .providers import Provider, SandboxProvider
+from .providers import (
+    AliyunProvider,
+    CamaraProvider,
+    Provider,
+    RndProvider,
+    SandboxProvider,
+    TelesignProvider,
+    TwilioProvider,
+)
 
 __all__ = ["EXIT_CONFIG", "EXIT_DENY", "EXIT_OK", "EXIT_STEP_UP", "EXIT_USAGE", "main"]
 
@@ -37,18 +45,14 @@ _ADVICE = {
 }
 
 
-def _provider_factories() -> dict[str, Callable[[], Provider]]:
-    """Adapters configurable from the environment, by CLI name."""
-    from . import providers
-
-    factories: dict[str, Callable[[], Provider]] = {}
-    for name in ("camara", "twilio", "telesign", "aliyun", "rnd"):
-        cls = getattr(providers, f"{name.capitalize()}Provider", None) or getattr(
-            providers, f"{name.upper()}Provider", None
-        )
-        if cls is not None and hasattr(cls, "from_env"):
-            factories[name] = cls.from_env
-    return factories
+#: Adapters the CLI can build from environment variables (see docs/providers.md).
+PROVIDERS_FROM_ENV: dict[str, Callable[[], Provider]] = {
+    "aliyun": AliyunProvider.from_env,
+    "camara": CamaraProvider.from_env,
+    "rnd": RndProvider.from_env,
+    "telesign": TelesignProvider.from_env,
+    "twilio": TwilioProvider.from_env,
+}
 
 
 def parse_bound_at(text: str) -> dt.datetime | dt.date:
@@ -96,7 +100,7 @@ def _build_parser() -> argparse.ArgumentParser:
     source.add_argument("--sandbox", metavar="FILE", help="answer from this sandbox JSON file")
     source.add_argument(
         "--provider",
-        choices=sorted(_provider_factories()),
+        choices=sorted(PROVIDERS_FROM_ENV),
         help="ask this real provider, configured from environment variables",
     )
     check.add_argument("--timeout", type=float, default=0.8, help="deadline in seconds")
@@ -126,7 +130,7 @@ def _render(decision: Decision, out: TextIO) -> None:
 def _run_check(args: argparse.Namespace, out: TextIO) -> int:
     provider: Provider
     if args.provider:
-        provider = _provider_factories()[args.provider]()
+        provider = PROVIDERS_FROM_ENV[args.provider]()
     elif args.sandbox:
         provider = SandboxProvider.from_file(args.sandbox)
     else:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 import re
 
-#: A Chinese mobile or a NANP number, with or without its country code, standing alone.
+#: A Chinese mobile or a NANP number, with or without its country code, standing alone
+#: (not inside a word, a UUID or a longer run of digits).
 _NUMBER_LIKE = re.compile(
-    r"(?<![\d.])(?:\+?86[ -]?)?1[3-9]\d[ -]?\d{4}[ -]?\d{4}(?![\d])"
-    r"|(?<![\d.])(?:\+?1[ -]?)?\(?[2-9]\d{2}\)?[ -]?[2-9]\d{2}[ -]?\d{4}(?![\d])"
+    r"(?<![\w.-])(?:\+?86[ -]?)?1[3-9]\d[ -]?\d{4}[ -]?\d{4}(?![\w-])"
+    r"|(?<![\w.-])(?:\+?1[ -]?)?\(?[2-9]\d{2}\)?[ -]?[2-9]\d{2}[ -]?\d{4}(?![\w-])"
 )
 
 

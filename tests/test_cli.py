@@ -134,3 +134,20 @@ def test_console_script_runs_as_a_process() -> None:
     )
     assert result.returncode == 0
     assert "no_data" in result.stdout
+
+
+def test_provider_from_environment_names_the_missing_variable(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--provider builds the adapter from the environment; a missing variable exits 1."""
+    monkeypatch.delenv("TWILIO_ACCOUNT_SID", raising=False)
+    code, out, err = run(capsys, "check", "+14155552671", "--bound-at", "2024-01-01", "--provider", "twilio")
+    assert code == EXIT_CONFIG
+    assert "TWILIO_ACCOUNT_SID" in err
+
+
+def test_every_adapter_is_available_from_the_cli() -> None:
+    """All five adapters can be chosen with --provider."""
+    from recyclecheck.cli import PROVIDERS_FROM_ENV
+
+    assert sorted(PROVIDERS_FROM_ENV) == ["aliyun", "camara", "rnd", "telesign", "twilio"]

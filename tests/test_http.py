@@ -282,3 +282,15 @@ def test_explicit_proxies_override_the_environment(
         assert (
             client(proxies={"http": echo_server}).request("GET", "http://x.invalid/").status == 200
         )
+
+
+def test_compressed_bodies_are_refused_and_identity_is_asked_for(echo_server: str) -> None:
+    """We ask for identity encoding; a server that compresses anyway gets a clear error."""
+    gz = respond("200 OK", b"\x1f\x8b\x08\x00", {"Content-Encoding": "gzip"})
+    with (
+        raw_server(gz) as base,
+        within(2),
+        pytest.raises(ProviderResponseError, match="compressed"),
+    ):
+        client().request("GET", base + "/")
+    assert client()._session.headers["Accept-Encoding"] == "identity"

@@ -1,7 +1,9 @@
 """Providers: the answer values, the Provider protocol, the sandbox and the adapters.
 
 A provider has a ``name`` and ``lookup(number, since) -> Answer``; anything
-with those plugs into :class:`recyclecheck.Guard`.
+with those plugs into :class:`recyclecheck.Guard`.  The adapters speak the
+real services' wire formats; each takes a base URL so it can point at a
+sandbox such as :class:`recyclecheck.testing.FakeProviderServer`.
 """
 
 from __future__ import annotations
@@ -9,14 +11,24 @@ from __future__ import annotations
 from .._deadline import remaining_time
 from ._answers import Answer, ChangedSince, LastChange, NoData, NotCovered, Provider
 from ._sandbox import SandboxProvider
+from .aliyun import AliyunProvider
+from .camara import CamaraProvider
+from .rnd import RndProvider
+from .telesign import TelesignProvider
+from .twilio import TwilioProvider
 
 __all__ = [
+    "AliyunProvider",
     "Answer",
+    "CamaraProvider",
     "ChangedSince",
     "LastChange",
     "NoData",
     "NotCovered",
     "Provider",
+    "RndProvider",
     "SandboxProvider",
+    "TelesignProvider",
+    "TwilioProvider",
     "remaining_time",
 ]

@@ -21,13 +21,13 @@ from .._http import DEFAULT_MAX_BODY, HttpClient, HttpResponse, parse_retry_afte
 from .._phone import mask as mask_number
 from ..exceptions import (
     ConfigurationError,
-    InvalidPhoneNumber,
     ProviderAuthError,
     ProviderRateLimited,
     ProviderResponseError,
 )
 from . import _acs3
 from ._answers import Answer, ChangedSince, NoData, NotCovered
+from ._wire import Strict, check_base_url, check_credential, check_e164, check_since, env_value
 
 __all__ = ["AliyunProvider"]
 
@@ -39,11 +39,10 @@ _MASKS = ("NORMAL", "MD5", "SHA256")
 #: Alibaba rejects a StartTime that is not after 1970-01-01 00:00:00.
 _FIRST_DAY = dt.date(1970, 1, 2)
 
-_E164 = re.compile(r"\+[1-9][0-9]{1,14}")
 # +86, then an 11-digit mobile number (1[3-9]xxxxxxxxx).  ASCII digits only.
 _CN_MOBILE = re.compile(r"\+86(1[3-9][0-9]{9})")
+# The key id is spliced into "Credential=<id>,SignedHeaders=...": no comma, no space.
 _ACCESS_KEY_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
-_PRINTABLE = re.compile(r"[\x21-\x7e]{1,256}")
 # Provider codes are echoed into exceptions: only code-shaped text, never a digit run
 # long enough to carry part of a number.
 _SAFE_CODE = re.compile(r"(?!.*[0-9]{5})[A-Za-z][A-Za-z0-9._-]{0,79}")
@@ -79,8 +78,8 @@ _ENV_ACCESS_KEY_SECRET = "ALIBABA_CLOUD_ACCESS_KEY_SECRET"  # noqa: S105 - a var
 _ENV_AUTH_CODE = "RECYCLECHECK_ALIYUN_AUTH_CODE"
 _ENV_ENDPOINT = "RECYCLECHECK_ALIYUN_ENDPOINT"
 _ENV_MASK = "RECYCLECHECK_ALIYUN_MASK"
-
-_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
+_DEFAULT_ENDPOINT = "https://dytnsapi.aliyuncs.com"
+# The shared client reads raw bytes and does not undo Content-Encoding: ask for none.
 
 
 def _now() -> dt.datetime:
@@ -93,23 +92,11 @@ def _new_nonce() -> str:
 
 def _endpoint(url: object) -> tuple[str, str]:
     """Validate the endpoint; return ``(scheme://host[:port], Host header value)``."""
-    if not isinstance(url, str) or not _PRINTABLE.fullmatch(url):
-        raise ConfigurationError("endpoint must be an https URL without spaces")
-    try:
-        parts = urllib.parse.urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError for a malformed port
-    except ValueError:
-        raise ConfigurationError("endpoint is not a valid URL") from None
-    host = parts.hostname or ""
-    secure = parts.scheme == "https" or (parts.scheme == "http" and host in _LOOPBACK)
-    if not host or not secure:
-        raise ConfigurationError("endpoint must be https (plain http only for a loopback sandbox)")
-    if parts.username is not None or parts.password is not None:
-        raise ConfigurationError("endpoint must not carry credentials")
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ConfigurationError("endpoint must be scheme://host[:port] with no path or query")
+    parts = urllib.parse.urlsplit(check_base_url(url, "endpoint"))
+    if parts.path:  # RPC calls go to "/": a path here would be signed but never honoured
+        raise ConfigurationError("endpoint must be scheme://host[:port] with no path")
     netloc = parts.netloc.lower()
-    return f"{parts.scheme}://{netloc}", netloc
+    return f"{parts.scheme.lower()}://{netloc}", netloc
 
 
 def _safe_code(value: object) -> str | None:
@@ -148,7 +135,7 @@ class AliyunProvider:
         access_key_secret: str,
         auth_code: str,
         *,
-        endpoint: str = "https://dytnsapi.aliyuncs.com",
+        endpoint: str = _DEFAULT_ENDPOINT,
         mask: str = "SHA256",
         ca_bundle: str | None = None,
         proxies: Mapping[str, str] | None = None,
@@ -156,18 +143,12 @@ class AliyunProvider:
     ) -> None:
         if not isinstance(access_key_id, str) or not _ACCESS_KEY_ID.fullmatch(access_key_id):
             raise ConfigurationError("access_key_id must be 1-128 letters, digits, '.', '_', '-'")
-        if not isinstance(access_key_secret, str) or not _PRINTABLE.fullmatch(access_key_secret):
-            raise ConfigurationError(
-                "access_key_secret must be non-empty printable ASCII without spaces"
-            )
-        if not isinstance(auth_code, str) or not _PRINTABLE.fullmatch(auth_code):
-            raise ConfigurationError("auth_code must be non-empty printable ASCII without spaces")
         if not isinstance(mask, str) or mask.upper() not in _MASKS:
             raise ConfigurationError("mask must be one of NORMAL, MD5, SHA256")
+        self._access_key_secret = check_credential(access_key_secret, "access_key_secret")
+        self._auth_code = check_credential(auth_code, "auth_code")
         self._base, self._host = _endpoint(endpoint)
         self._access_key_id = access_key_id
-        self._access_key_secret = access_key_secret
-        self._auth_code = auth_code
         self._mask = mask.upper()
         self._http = HttpClient(
             provider=self.name, ca_bundle=ca_bundle, proxies=proxies, max_body=max_body
@@ -183,18 +164,12 @@ class AliyunProvider:
         :class:`ConfigurationError` naming the variable (never its value).
         """
         env = os.environ if environ is None else environ
-        required = {}
-        for var in (_ENV_ACCESS_KEY_ID, _ENV_ACCESS_KEY_SECRET, _ENV_AUTH_CODE):
-            value = env.get(var)
-            if not value:
-                raise ConfigurationError(f"environment variable {var} is not set")
-            required[var] = value
         return cls(
-            required[_ENV_ACCESS_KEY_ID],
-            required[_ENV_ACCESS_KEY_SECRET],
-            required[_ENV_AUTH_CODE],
-            endpoint=env.get(_ENV_ENDPOINT) or "https://dytnsapi.aliyuncs.com",
-            mask=env.get(_ENV_MASK) or "SHA256",
+            env_value(env, _ENV_ACCESS_KEY_ID, required=True) or "",
+            env_value(env, _ENV_ACCESS_KEY_SECRET, required=True) or "",
+            env_value(env, _ENV_AUTH_CODE, required=True) or "",
+            endpoint=env_value(env, _ENV_ENDPOINT, required=False) or _DEFAULT_ENDPOINT,
+            mask=env_value(env, _ENV_MASK, required=False) or "SHA256",
         )
 
     def __repr__(self) -> str:
@@ -212,12 +187,8 @@ class AliyunProvider:
         asked about is only ever wider, which can turn "not reissued" into
         "reissued" but never the reverse.
         """
-        if not isinstance(number, str):
-            raise TypeError("number must be a str in E.164 form")
-        if type(since) is not dt.date:
-            raise TypeError("since must be a datetime.date")
-        if not _E164.fullmatch(number):
-            raise InvalidPhoneNumber("number must be in E.164 form")
+        number = check_e164(number)
+        since = check_since(since)
         match = _CN_MOBILE.fullmatch(number)
         if match is None or since < _FIRST_DAY:
             _log.debug("aliyun: %s not covered, no request made", mask_number(number))
@@ -253,7 +224,8 @@ class AliyunProvider:
             nonce=_new_nonce(),
         )
         url = f"{self._base}/?{signed.query_string}"
-        return self._http.request("POST", url, headers=signed.headers, body=b"")
+        headers = dict(signed.headers)
+        return self._http.request("POST", url, headers=headers, body=b"")
 
     def _answer(self, response: HttpResponse, since: dt.date) -> Answer:
         """Turn one response into an answer, or raise the matching ProviderError."""
@@ -280,29 +252,18 @@ class AliyunProvider:
                 "credentials refused", provider=self.name, status=status, code=code
             )
         self._http.raise_for_status(response, code=code)
-        if not isinstance(payload, dict) or not isinstance(raw_code, str):
-            raise ProviderResponseError("answer has no Code", provider=self.name, status=status)
-        if raw_code in _NOT_SUPPORTED:
+        strict = Strict(self.name, status)
+        answer = strict.obj(payload, "answer")
+        if strict.string(strict.field(answer, "Code", "Code"), "Code") in _NOT_SUPPORTED:
             return NotCovered()
         if raw_code != "OK":
-            raise ProviderResponseError(
-                "provider error" if code else "unrecognised provider error code",
-                provider=self.name,
-                status=status,
-                code=code,
-            )
-        data = payload.get("Data")
-        result = data.get("VerifyResult") if isinstance(data, dict) else None
-        carrier = data.get("Carrier") if isinstance(data, dict) else None
-        if not isinstance(result, str) or result not in _VERDICTS:
-            raise ProviderResponseError(
-                "Data.VerifyResult missing or not one of '0'..'4'",
-                provider=self.name,
-                status=status,
-            )
-        if carrier is not None and not isinstance(carrier, str):
-            raise ProviderResponseError(
-                "Data.Carrier is not a string", provider=self.name, status=status
-            )
+            message = "provider error" if code else "unrecognised provider error code"
+            raise strict.error(message, code=code)
+        data = strict.obj(strict.field(answer, "Data", "Data"), "Data")
+        result = strict.string(strict.field(data, "VerifyResult", "VerifyResult"), "VerifyResult")
+        if result not in _VERDICTS:
+            raise strict.error("VerifyResult is not one of '0'..'4'")
+        if data.get("Carrier") is not None:
+            strict.string(data["Carrier"], "Carrier")
         changed = _VERDICTS[result]
         return NoData() if changed is None else ChangedSince(since=since, changed=changed)

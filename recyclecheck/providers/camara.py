@@ -250,13 +250,6 @@ class _DuplicateKey(ValueError):
     pass
 
 
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        raise _DuplicateKey
-    return result
-
-
 def _basic(client_id: str, client_secret: str) -> str:
     """HTTP Basic client authentication, each part form-encoded first (RFC 6749 2.3.1)."""
     pair = f"{urllib.parse.quote_plus(client_id, safe='')}:"
@@ -436,7 +429,7 @@ class CamaraProvider:
             raise ProviderResponseError(
                 "answer is not application/json", provider=self.name, status=response.status
             )
-        body = self._json(response)
+        body = self._http.json_body(response)
         if not isinstance(body, dict) or set(body) != {"phoneNumberRecycled"}:
             raise ProviderResponseError(
                 "answer is not exactly {phoneNumberRecycled}",
@@ -455,7 +448,7 @@ class CamaraProvider:
     def _error_code(self, response: HttpResponse) -> str | None:
         """Return the ``code`` of a well-formed ErrorInfo whose ``status`` matches, else None."""
         try:
-            body = self._json(response)
+            body = self._http.json_body(response)
         except ProviderResponseError:
             return None
         if not isinstance(body, dict):
@@ -466,16 +459,6 @@ class CamaraProvider:
         if not isinstance(code, str) or not _ERROR_CODE.fullmatch(code):
             return None
         return code
-
-    def _json(self, response: HttpResponse) -> Any:
-        """Decode JSON through the shared checks, then again refusing duplicate keys."""
-        self._http.json_body(response)
-        try:
-            return json.loads(response.body, object_pairs_hook=_unique_keys)
-        except ValueError:
-            raise ProviderResponseError(
-                "duplicate keys in JSON object", provider=self.name, status=response.status
-            ) from None
 
     # -- tokens ---------------------------------------------------------------------
 
@@ -511,7 +494,7 @@ class CamaraProvider:
             response = self._http.request("POST", config.token_url, headers=headers, body=body)
             if response.status != 200:
                 self._token_refused(response)
-            grant = self._json(response)
+            grant = self._http.json_body(response)
         except ProviderResponseError as exc:
             raise ProviderAuthError(
                 f"token endpoint: {exc.message}", provider=self.name, status=exc.status

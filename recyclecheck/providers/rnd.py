@@ -15,22 +15,16 @@ import logging
 import os
 import re
 import time
-import urllib.parse
 from collections.abc import Mapping
-from typing import Any
 
 import phonenumbers
 
 from .._http import DEFAULT_MAX_BODY, HttpClient, HttpResponse, finite_number
 from .._phone import mask as mask_number
-from ..exceptions import (
-    ConfigurationError,
-    InvalidPhoneNumber,
-    ProviderAuthError,
-    ProviderResponseError,
-)
+from ..exceptions import ConfigurationError, ProviderAuthError
 from ._answers import Answer, ChangedSince, NoData, NotCovered
 from ._tokens import TokenCache
+from ._wire import Strict, check_base_url, check_credential, check_e164, check_since, env_value
 
 __all__ = ["RndProvider"]
 
@@ -40,41 +34,19 @@ _log = logging.getLogger(__name__)
 _TOKEN_LIFETIME = 55 * 60.0
 _MAX_TOKEN = 8192
 
-_E164 = re.compile(r"\+[1-9][0-9]{1,14}")
 _COMPANY_ID = re.compile(r"[A-Za-z0-9]{3,10}")
-_PRINTABLE = re.compile(r"[\x21-\x7e]{1,2048}")
 # The id token goes raw into a header: visible ASCII only, no spaces, CR or LF.
 _TOKEN = re.compile(rf"[\x21-\x7e]{{1,{_MAX_TOKEN}}}")
 #: NANP regions whose numbers the RND covers: the US and its territories.
 _US_REGIONS = frozenset({"US", "PR", "VI", "GU", "AS", "MP"})
 _VERDICTS: Mapping[str, bool | None] = {"yes": True, "no": False, "no_data": None}
-_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
+# The shared client reads raw bytes and does not undo Content-Encoding: ask for none.
 _JSON = {"Content-Type": "application/json"}
 
 _ENV_REFRESH_TOKEN = "RECYCLECHECK_RND_REFRESH_TOKEN"  # noqa: S105 - a variable name
 _ENV_COMPANY_ID = "RECYCLECHECK_RND_COMPANY_ID"
 _ENV_BASE_URL = "RECYCLECHECK_RND_BASE_URL"
 _DEFAULT_BASE_URL = "https://api.reassigned.us"
-
-
-def _base_url(url: object) -> str:
-    """Validate the base URL and return it without a trailing slash."""
-    if not isinstance(url, str) or not _PRINTABLE.fullmatch(url):
-        raise ConfigurationError("base_url must be an https URL without spaces")
-    try:
-        parts = urllib.parse.urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError for a malformed port
-    except ValueError:
-        raise ConfigurationError("base_url is not a valid URL") from None
-    host = parts.hostname or ""
-    secure = parts.scheme == "https" or (parts.scheme == "http" and host in _LOOPBACK)
-    if not host or not secure:
-        raise ConfigurationError("base_url must be https (plain http only for a loopback sandbox)")
-    if parts.username is not None or parts.password is not None:
-        raise ConfigurationError("base_url must not carry credentials")
-    if parts.query or parts.fragment or "?" in url or "#" in url:
-        raise ConfigurationError("base_url must not have a query or fragment")
-    return f"{parts.scheme}://{parts.netloc.lower()}{parts.path.rstrip('/')}"
 
 
 def _token_lifetime(token: str, now: float) -> float:
@@ -105,7 +77,10 @@ def _us_tn(number: str) -> str | None:
     """Return the 10-digit NANP number of a US or US-territory number, else None."""
     if not number.startswith("+1") or len(number) != 12:
         return None
-    parsed = phonenumbers.parse(number, None)
+    try:
+        parsed = phonenumbers.parse(number, None)
+    except phonenumbers.NumberParseException:
+        return None
     if not phonenumbers.is_valid_number(parsed):
         return None
     if phonenumbers.region_code_for_number(parsed) not in _US_REGIONS:
@@ -137,12 +112,10 @@ class RndProvider:
         proxies: Mapping[str, str] | None = None,
         max_body: int = DEFAULT_MAX_BODY,
     ) -> None:
-        if not isinstance(refresh_token, str) or not _TOKEN.fullmatch(refresh_token):
-            raise ConfigurationError("refresh_token must be non-empty printable ASCII")
         if not isinstance(company_id, str) or not _COMPANY_ID.fullmatch(company_id):
             raise ConfigurationError("company_id must be 3-10 ASCII letters or digits")
-        self._base = _base_url(base_url)
-        self._refresh_token = refresh_token
+        self._refresh_token = check_credential(refresh_token, "refresh_token")
+        self._base = check_base_url(base_url)
         self._company_id = company_id
         self._http = HttpClient(
             provider=self.name, ca_bundle=ca_bundle, proxies=proxies, max_body=max_body
@@ -158,13 +131,10 @@ class RndProvider:
         raises :class:`ConfigurationError` naming the variable (never its value).
         """
         env = os.environ if environ is None else environ
-        for var in (_ENV_REFRESH_TOKEN, _ENV_COMPANY_ID):
-            if not env.get(var):
-                raise ConfigurationError(f"environment variable {var} is not set")
         return cls(
-            env[_ENV_REFRESH_TOKEN],
-            env[_ENV_COMPANY_ID],
-            base_url=env.get(_ENV_BASE_URL) or _DEFAULT_BASE_URL,
+            env_value(env, _ENV_REFRESH_TOKEN, required=True) or "",
+            env_value(env, _ENV_COMPANY_ID, required=True) or "",
+            base_url=env_value(env, _ENV_BASE_URL, required=False) or _DEFAULT_BASE_URL,
         )
 
     def __repr__(self) -> str:
@@ -176,12 +146,8 @@ class RndProvider:
 
     def lookup(self, number: str, since: dt.date) -> Answer:
         """Ask whether ``number`` (E.164) was permanently disconnected on or after ``since``."""
-        if not isinstance(number, str):
-            raise TypeError("number must be a str in E.164 form")
-        if type(since) is not dt.date:
-            raise TypeError("since must be a datetime.date")
-        if not _E164.fullmatch(number):
-            raise InvalidPhoneNumber("number must be in E.164 form")
+        number = check_e164(number)
+        since = check_since(since)
         tn = _us_tn(number)
         if tn is None:
             _log.debug("rnd: %s not covered, no request made", mask_number(number))
@@ -214,35 +180,32 @@ class RndProvider:
                 "refresh token refused", provider=self.name, status=response.status
             )
         self._http.raise_for_status(response)
-        payload = self._http.json_body(response)
-        token = payload.get("idToken") if isinstance(payload, dict) else None
-        if not isinstance(token, str) or not _TOKEN.fullmatch(token):
-            raise ProviderResponseError(
-                "token answer has no usable idToken", provider=self.name, status=response.status
-            )
+        strict = Strict(self.name, response.status)
+        answer = strict.obj(self._http.json_body(response), "token answer")
+        token = strict.string(strict.field(answer, "idToken", "idToken"), "idToken")
+        if not _TOKEN.fullmatch(token):
+            raise strict.error("idToken is empty or not printable ASCII")
         _log.debug("rnd: obtained a new id token")
         return token, _token_lifetime(token, time.time())
 
     def _answer(self, response: HttpResponse, tn: str, date: str, since: dt.date) -> Answer:
         """Turn one query response into an answer, or raise the matching ProviderError."""
         self._http.raise_for_status(response)
-        payload: Any = self._http.json_body(response)
-        replies = payload.get("replies") if isinstance(payload, dict) else None
-        if not isinstance(replies, list) or len(replies) != 1 or not isinstance(replies[0], dict):
-            raise self._bad("answer must hold exactly one reply object", response)
-        reply = replies[0]
-        if reply.get("tn") != tn:
-            raise self._bad("reply is for another number", response)
+        strict = Strict(self.name, response.status)
+        answer = strict.obj(self._http.json_body(response), "answer")
+        replies = strict.field(answer, "replies", "replies")
+        if not isinstance(replies, list) or len(replies) != 1:
+            raise strict.error("replies is not a list of exactly one reply")
+        reply = strict.obj(replies[0], "reply")
+        if strict.field(reply, "tn", "tn") != tn:
+            raise strict.error("reply is for another number")
         echoed = [reply[key] for key in ("dateProvided", "date") if key in reply]
         if not echoed or any(value != date for value in echoed):
-            raise self._bad("reply is for another date", response)
-        if "companyId" in reply and reply["companyId"] != self._company_id:
-            raise self._bad("reply is for another company", response)
-        verdict = reply.get("disconnected")
-        if not isinstance(verdict, str) or verdict not in _VERDICTS:
-            raise self._bad("disconnected missing or not yes/no/no_data", response)
+            raise strict.error("reply is for another date")
+        if reply.get("companyId", self._company_id) != self._company_id:
+            raise strict.error("reply is for another company")
+        verdict = strict.string(strict.field(reply, "disconnected", "disconnected"), "disconnected")
+        if verdict not in _VERDICTS:
+            raise strict.error("disconnected is not yes, no or no_data")
         changed = _VERDICTS[verdict]
         return NoData() if changed is None else ChangedSince(since=since, changed=changed)
-
-    def _bad(self, message: str, response: HttpResponse) -> ProviderResponseError:
-        return ProviderResponseError(message, provider=self.name, status=response.status)
