@@ -19,6 +19,7 @@ from ._phone import (
     NumberMemo,
     PhoneNumber,
     check_region,
+    e164_of_validated,
     hmac_number,
     memo_key,
     normalize,
@@ -179,9 +180,8 @@ class Guard:
         if not self.breaker.allow():
             result = ProviderUnavailable("circuit open", provider=self.provider_name)
         else:
-            if number is None:
-                number = normalize(phone, region)
-            result = self._ask_provider(key, number.e164, since, deadline)
+            e164 = number.e164 if number is not None else e164_of_validated(phone, region)
+            result = self._ask_provider(key, e164, since, deadline)
         return self._decide(result, since, masked, started, cached=False)
 
     # -- provider call: single flight, deadline, breaker ------------------------------

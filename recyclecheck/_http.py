@@ -125,10 +125,12 @@ class _NoCookies(DefaultCookiePolicy):
 class HttpClient:
     """A thread-safe, pooled HTTP client bound to one provider.
 
-    ``ca_bundle`` points at a PEM file of extra trusted roots (TLS is always
+    ``ca_bundle`` points at a PEM file of the roots to trust (TLS is always
     verified); ``proxies`` maps scheme to proxy URL.  Without ``proxies`` the
     standard ``HTTPS_PROXY``/``NO_PROXY`` environment variables are honoured;
     ``.netrc`` is not, so it can never override an adapter's own credentials.
+    The environment is read once per provider host, on its first request.
+    ``ca_bundle`` replaces the default trusted roots (``requests`` semantics).
     """
 
     def __init__(
@@ -147,6 +149,9 @@ class HttpClient:
         self.max_body = max_body
         self._verify: str | bool = ca_bundle if ca_bundle else True
         self._proxies = dict(proxies) if proxies is not None else None
+        # Environment proxies per scheme://host, read on first use: walking
+        # os.environ on every request costs more than the rest of our overhead.
+        self._environ_proxies: dict[str, dict[str, str]] = {}
         self._session = session or self._new_session(pool_size)
         _install_url_filter()
 
@@ -202,11 +207,7 @@ class HttpClient:
         Status codes are left to the adapter, which knows the provider's error bodies.
         """
         deadline, left = self._budget()
-        proxies = (
-            self._proxies
-            if self._proxies is not None
-            else requests.utils.get_environ_proxies(url, no_proxy=None)
-        )
+        proxies = self._proxies if self._proxies is not None else self._proxies_from_environ(url)
         _request_scope.active = True
         try:
             response = self._send(
@@ -233,6 +234,15 @@ class HttpClient:
                 response.close()
         finally:
             _request_scope.active = False
+
+    def _proxies_from_environ(self, url: str) -> dict[str, str]:
+        scheme, _, rest = url.partition("://")
+        origin = f"{scheme}://{rest.split('/', 1)[0]}"
+        found = self._environ_proxies.get(origin)
+        if found is None:
+            found = requests.utils.get_environ_proxies(origin, no_proxy=None)
+            self._environ_proxies[origin] = found
+        return found
 
     def _send(
         self,
