@@ -11,6 +11,7 @@ import logging
 
 from ._cache import FactCache, MemoryCache
 from ._decision import Decision
+from ._facts import Fact
 from ._guard import Guard
 from ._phone import mask
 from ._policy import Action, Policy, Reason
@@ -36,6 +37,7 @@ __all__ = [
     "Action",
     "ConfigurationError",
     "Decision",
+    "Fact",
     "FactCache",
     "Guard",
     "InvalidInput",

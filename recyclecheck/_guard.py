@@ -28,6 +28,7 @@ from ._policy import Policy, binding_date, evaluate, question_date
 from ._resilience import CircuitBreaker, WorkerPool, lookup_with_retry
 from .exceptions import (
     ConfigurationError,
+    InvalidInput,
     ProviderError,
     ProviderTimeout,
     ProviderUnavailable,
@@ -111,12 +112,16 @@ class Guard:
         self.provider_name = name
         self.policy = policy or Policy()
         self.cache: FactCache = cache if cache is not None else MemoryCache()
-        self.default_region = check_region(default_region)
+        try:
+            self.default_region = check_region(default_region)
+        except InvalidInput:
+            raise ConfigurationError("default_region is not a region phonenumbers knows") from None
         self.on_decision = on_decision
         self._key = _secret_bytes(secret, required=bool(getattr(self.cache, "shared", False)))
         self.breaker = CircuitBreaker(
             failure_threshold=breaker_threshold,
             recovery_time=seconds(breaker_recovery, name="breaker_recovery"),
+            name=name,
         )
         self.pool = WorkerPool(max_workers)
         self._memo = NumberMemo()
@@ -198,6 +203,12 @@ class Guard:
                     lambda: self._lookup_and_remember(key, e164, since, deadline)
                 )
                 if future is None:
+                    logger.warning(
+                        "recyclecheck provider failure: provider=%s error=PoolSaturated "
+                        "(all %d workers busy: the provider is slow or hanging)",
+                        self.provider_name,
+                        self.pool.max_workers,
+                    )
                     return ProviderUnavailable(
                         "all provider workers busy", provider=self.provider_name
                     )
@@ -220,13 +231,14 @@ class Guard:
                 self.breaker.record_success()
             return answer
         if leader:
+            # One record per provider call, not one per waiting login.
             self.breaker.record_failure()
-        logger.warning(
-            "recyclecheck provider failure: provider=%s error=%s",
-            self.provider_name,
-            type(error).__name__,
-            extra={"recyclecheck_error": str(error)},
-        )
+            logger.warning(
+                "recyclecheck provider failure: provider=%s error=%s",
+                self.provider_name,
+                type(error).__name__,
+                extra={"recyclecheck_error": str(error)},
+            )
         return error
 
     def _land(self, flight_key: tuple[str, dt.date]) -> None:

@@ -94,7 +94,9 @@ class _WithholdOwnUrls(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(_request_scope, "active", False) and isinstance(record.args, tuple):
             record.args = tuple(
-                "<withheld>" if isinstance(arg, str) and arg.startswith("/") else arg
+                "<withheld>"
+                if isinstance(arg, str) and (arg.startswith("/") or "://" in arg)
+                else arg
                 for arg in record.args
             )
         return True
@@ -304,8 +306,9 @@ class HttpClient:
                     raise ProviderTimeout(
                         "response body still arriving at the deadline", provider=self.provider
                     )
-                # read1 returns after one socket read, so a body trickling in byte by
-                # byte is caught by the deadline check above instead of outliving it.
+                # read1 returns after one socket read, and each read may wait only for
+                # what is left of the deadline: a trickling body cannot outlive it.
+                _shrink_socket_timeout(raw, deadline)
                 chunk = raw.read1(_CHUNK)
                 if not chunk:
                     break
@@ -376,6 +379,12 @@ class HttpClient:
         raise ProviderResponseError(
             "unexpected status", provider=self.provider, status=status, code=code
         )
+
+
+def _shrink_socket_timeout(raw: Any, deadline: float) -> None:
+    sock = getattr(getattr(raw, "connection", None), "sock", None)
+    if sock is not None:
+        sock.settimeout(max(0.001, deadline - time.monotonic()))
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

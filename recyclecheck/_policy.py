@@ -11,7 +11,7 @@ import enum
 
 import attrs
 
-from .exceptions import InvalidInput, ProviderError
+from .exceptions import ConfigurationError, InvalidInput, ProviderError
 from .providers._answers import Answer, ChangedSince, LastChange, NoData, NotCovered
 
 __all__ = [
@@ -56,12 +56,14 @@ class Reason(str, enum.Enum):
         return self.value
 
 
-_action = attrs.validators.instance_of(Action)
+def _action(_instance: object, attribute: attrs.Attribute[Action], value: object) -> None:
+    if not isinstance(value, Action):
+        raise ConfigurationError(f"{attribute.name} must be a recyclecheck.Action")
 
 
 def _not_allow(_instance: object, attribute: attrs.Attribute[Action], value: Action) -> None:
     if value is Action.ALLOW:
-        raise InvalidInput(
+        raise ConfigurationError(
             f"{attribute.name} cannot be ALLOW: a number that changed hands since the "
             "binding must never log in on an SMS code alone"
         )

@@ -183,7 +183,7 @@ class RedisCache:
         self._name_key = _derive(key, _NAME_INFO)
         self._aead = AESGCM(_derive(key, _VALUE_INFO))
         self._breaker = CircuitBreaker(
-            failure_threshold=BREAKER_THRESHOLD, recovery_time=BREAKER_RECOVERY
+            failure_threshold=BREAKER_THRESHOLD, recovery_time=BREAKER_RECOVERY, name="redis-cache"
         )
 
     def __repr__(self) -> str:

@@ -5,6 +5,7 @@ A bounded worker pool, a circuit breaker, and the one-retry rule.
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
@@ -25,6 +26,8 @@ from .providers._answers import ANSWER_TYPES, Answer, Provider
 __all__ = ["CircuitBreaker", "WorkerPool", "lookup_with_retry"]
 
 T = TypeVar("T")
+
+logger = logging.getLogger("recyclecheck")
 
 #: A retry is only worth starting with at least this much of the deadline left.
 MIN_RETRY_BUDGET = 0.05
@@ -48,7 +51,9 @@ class CircuitBreaker:
         failure_threshold: int = 5,
         recovery_time: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        name: str = "provider",
     ) -> None:
+        self.name = name
         self.failure_threshold = failure_threshold
         self.recovery_time = recovery_time
         self._clock = clock
@@ -93,17 +98,29 @@ class CircuitBreaker:
         if self._failures == 0 and self._opened_at is None:
             return
         with self._lock:
+            was_open = self._opened_at is not None
             self._failures = 0
             self._opened_at = None
             self._probe_started = None
+        if was_open:
+            logger.warning("recyclecheck circuit closed: provider=%s", self.name)
 
     def record_failure(self) -> None:
         """A call failed: count it, and open (or re-open) the circuit when due."""
         with self._lock:
             self._failures += 1
-            if self._opened_at is not None or self._failures >= self.failure_threshold:
+            opening = self._opened_at is None and self._failures >= self.failure_threshold
+            if self._opened_at is not None or opening:
                 self._opened_at = self._clock()
                 self._probe_started = None
+        if opening:
+            logger.warning(
+                "recyclecheck circuit opened: provider=%s after %d consecutive failures; "
+                "calls are skipped for %gs",
+                self.name,
+                self.failure_threshold,
+                self.recovery_time,
+            )
 
     def __repr__(self) -> str:
         return f"<CircuitBreaker {self.state} failures={self._failures}>"

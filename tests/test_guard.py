@@ -550,3 +550,41 @@ def test_public_surface() -> None:
         obj = getattr(recyclecheck, name)
         if name != "__version__":
             assert obj.__doc__, name
+
+
+def test_breaker_transitions_and_pool_saturation_are_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """Operators can alert on the circuit opening, closing and on a saturated pool."""
+    caplog.set_level("WARNING", logger="recyclecheck")
+    state = {"down": True}
+
+    def behave(n: str, s: dt.date) -> LastChange:
+        if state["down"]:
+            raise ProviderResponseError("bad")
+        return LastChange(None)
+
+    g = Guard(ScriptedProvider(behave), breaker_threshold=2, breaker_recovery=0.05)
+    g.check("+8613800000001", bound_at=BOUND)
+    g.check("+8613800000002", bound_at=BOUND)
+    state["down"] = False
+    time.sleep(0.06)
+    g.check("+8613800000003", bound_at=BOUND)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("circuit opened: provider=scripted" in m for m in messages)
+    assert any("circuit closed: provider=scripted" in m for m in messages)
+
+    provider = HangingProvider()
+    try:
+        hung = Guard(provider, timeout=0.02, max_workers=1, breaker_threshold=1_000)
+        hung.check("+8613800000004", bound_at=BOUND)
+        hung.check("+8613800000005", bound_at=BOUND)
+    finally:
+        provider.release.set()
+    assert any("PoolSaturated" in r.getMessage() for r in caplog.records)
+
+
+def test_policy_and_region_mistakes_are_configuration_errors() -> None:
+    """Setting up a Guard wrongly raises ConfigurationError, not InvalidInput."""
+    with pytest.raises(ConfigurationError):
+        Guard(ScriptedProvider(), default_region="XX")
+    with pytest.raises(ConfigurationError):
+        Policy(on_reissued=Action.ALLOW)

@@ -294,3 +294,19 @@ def test_compressed_bodies_are_refused_and_identity_is_asked_for(echo_server: st
     ):
         client().request("GET", base + "/")
     assert client()._session.headers["Accept-Encoding"] == "identity"
+
+
+def test_a_late_byte_does_not_extend_the_wait_past_the_deadline() -> None:
+    """Each body read waits only for what is left of the deadline, not the whole budget."""
+
+    def late(conn: socket.socket) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nab")
+        time.sleep(0.3)
+        conn.sendall(b"c")
+        time.sleep(2)
+
+    with raw_server(late) as base, within(0.4):
+        started = time.monotonic()
+        with pytest.raises(ProviderTimeout):
+            client().request("GET", base + "/")
+        assert time.monotonic() - started < 0.5

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from recyclecheck import (
     Action,
+    ConfigurationError,
     InvalidInput,
     Policy,
     ProviderAuthError,
@@ -121,13 +122,13 @@ def test_policy_can_deny_and_maps_each_reason() -> None:
 
 def test_policy_refuses_to_allow_reissued_numbers() -> None:
     """on_reissued=ALLOW is a configuration that would defeat the SDK."""
-    with pytest.raises(InvalidInput):
+    with pytest.raises(ConfigurationError):
         Policy(on_reissued=Action.ALLOW)
 
 
 def test_policy_refuses_non_actions() -> None:
     """Strings and other values are not actions."""
-    with pytest.raises(TypeError):
+    with pytest.raises(ConfigurationError):
         Policy(on_no_data="allow")  # type: ignore[arg-type]
 
 

@@ -112,7 +112,7 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_demo_data_has_the_promised_cases() -> None:
     """The demo covers reissued-after-binding, never reissued, no data, and late coverage."""
     demo = SandboxProvider.demo()
-    answers = [demo.lookup(n, SINCE) for n in demo._numbers]
+    answers = [demo.lookup(n, SINCE) for n in demo.scripted]
     assert any(isinstance(a, LastChange) and a.on and a.on > dt.date(2022, 5, 10) for a in answers)
     assert LastChange(None) in answers
     assert NoData() in answers

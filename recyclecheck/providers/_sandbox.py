@@ -8,6 +8,7 @@ import json
 import os
 from collections.abc import Mapping
 from importlib import resources
+from types import MappingProxyType
 from typing import Any
 
 from .._phone import normalize
@@ -122,6 +123,11 @@ class SandboxProvider:
         """The scripted numbers the demo, the CLI and the docs use (see ``docs/concepts.md``)."""
         text = resources.files("recyclecheck.providers").joinpath("_demo.json").read_text("utf-8")
         return cls.from_dict(json.loads(text), name="sandbox")
+
+    @property
+    def scripted(self) -> Mapping[str, Answer | ProviderError]:
+        """The validated script: E.164 number to answer (or error), read-only."""
+        return MappingProxyType(self._numbers)
 
     def lookup(self, number: str, since: dt.date) -> Answer:
         """Answer from the table; unlisted numbers give ``NoData()``."""

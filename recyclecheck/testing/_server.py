@@ -1,0 +1,732 @@
+"""FakeProviderServer: a real local HTTP(S) server speaking every supported wire format."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import os
+import select
+import shutil
+import socket
+import ssl
+import struct
+import sys
+import tempfile
+import threading
+import urllib.parse
+from collections.abc import Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from socketserver import TCPServer
+from typing import Any
+
+import attrs
+from requests.structures import CaseInsensitiveDict
+
+from .._phone import mask
+from ..exceptions import ConfigurationError
+from ..providers._sandbox import SandboxProvider, Scripted
+from ..providers.aliyun import AliyunProvider
+from ..providers.camara import CamaraProvider
+from ..providers.rnd import RndProvider
+from ..providers.telesign import TelesignProvider
+from ..providers.twilio import TwilioProvider
+from . import _wire_aliyun, _wire_camara, _wire_rnd, _wire_telesign, _wire_twilio
+from ._backend import Backend, Credentials, normalise_number
+from ._faults import (
+    FAULT_TYPES,
+    Fault,
+    Hang,
+    HugeBody,
+    Latency,
+    Reset,
+    SlowDrip,
+    fault_for_error,
+)
+from ._wire_base import Incoming, Parsed, Reply, Wire, fault_reply
+
+__all__ = ["FakeProviderServer", "RecordedRequest"]
+
+_log = logging.getLogger("recyclecheck.testing")
+
+#: Every wire format the server speaks, tried in turn to route a request.
+WIRES: tuple[Wire, ...] = (
+    _wire_twilio.WIRE,
+    _wire_telesign.WIRE,
+    _wire_camara.WIRE,
+    _wire_aliyun.WIRE,
+    _wire_rnd.WIRE,
+)
+
+#: Largest request body the server reads.
+MAX_REQUEST_BODY = 1024 * 1024
+#: How long an idle keep-alive connection (or a TLS handshake) may sit before it is closed.
+IDLE_TIMEOUT = 30.0
+_HANDSHAKE_TIMEOUT = 5.0
+_POLL = 0.02
+_CHUNK = 64 * 1024
+
+
+@attrs.frozen
+class RecordedRequest:
+    """One request the server received, for assertions.
+
+    ``provider`` is the wire format it was routed to (``"unknown"`` when
+    none), ``endpoint`` ``"lookup"`` or ``"token"``; ``number`` the E.164
+    number a lookup asked about (``None`` when absent or, for a hash,
+    unmatched) and ``since`` the first day a change would count for it;
+    ``fault`` the injected fault that answered it, if any.  The ``repr``
+    shows only the masked number.
+    """
+
+    provider: str
+    endpoint: str | None
+    method: str
+    path: str = attrs.field(repr=False)
+    query: str = attrs.field(repr=False)
+    headers: Mapping[str, str] = attrs.field(repr=False)
+    body: bytes = attrs.field(repr=False)
+    number: str | None = attrs.field(repr=False)
+    since: dt.date | None = None
+    fault: Fault | None = None
+
+    @property
+    def masked(self) -> str | None:
+        """The number, masked for display (``+86 138****8000``), or ``None``."""
+        return None if self.number is None else mask(self.number)
+
+    def json(self) -> Any:
+        """The body decoded as JSON (``None`` when it is not JSON)."""
+        return Incoming(self.method, self.path, self.query, self.headers, self.body, "").json()
+
+    def __repr__(self) -> str:
+        return (
+            f"<RecordedRequest {self.provider} {self.endpoint} {self.method} "
+            f"number={self.masked} since={self.since} fault={self.fault!r}>"
+        )
+
+
+@attrs.define
+class _Armed:
+    fault: Fault
+    number: str | None
+    remaining: int | None
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    """Threads per connection, every connection tracked so stop() can cut it."""
+
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        fake: FakeProviderServer,
+        context: ssl.SSLContext | None,
+    ) -> None:
+        self.fake = fake
+        self.ssl_context = context
+        self.stopping = threading.Event()
+        self._open: set[socket.socket] = set()
+        self._workers: set[threading.Thread] = set()
+        self._guard = threading.Lock()
+        family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        self.address_family = family
+        super().__init__(address, _Handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind resolves the host's FQDN, which can stall on DNS.
+        TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name = str(host)
+        self.server_port = int(port)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self.track(request)
+        thread = threading.Thread(
+            target=self._run, args=(request, client_address), daemon=True, name="fake-provider"
+        )
+        with self._guard:
+            self._workers.add(thread)
+        thread.start()
+
+    def _run(self, request: Any, client_address: Any) -> None:
+        try:
+            self.process_request_thread(request, client_address)
+        finally:
+            self.untrack(request)
+            with self._guard:
+                self._workers.discard(threading.current_thread())
+
+    def track(self, sock: socket.socket) -> None:
+        with self._guard:
+            self._open.add(sock)
+        if self.stopping.is_set():
+            _cut(sock)
+
+    def untrack(self, sock: socket.socket) -> None:
+        with self._guard:
+            self._open.discard(sock)
+
+    def cut_all(self, join: float) -> None:
+        """Shut every open connection, then wait up to ``join`` seconds for their threads."""
+        with self._guard:
+            sockets, threads = list(self._open), list(self._workers)
+        for sock in sockets:
+            _cut(sock)
+        for thread in threads:
+            thread.join(join / max(1, len(threads)))
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients hanging up mid-answer and refused TLS handshakes are expected here.
+        _log.debug("fake provider connection ended: %s", type(sys.exc_info()[1]).__name__)
+
+
+def _cut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError, ValueError):  # already closed or detached
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "recyclecheck-fake"
+    sys_version = ""
+    timeout = IDLE_TIMEOUT
+    server: _HTTPServer
+
+    def setup(self) -> None:
+        # Headers and body go out in separate writes: without this, Nagle's
+        # algorithm and the client's delayed ACK add ~40 ms to every answer.
+        with contextlib.suppress(OSError):
+            self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        context = self.server.ssl_context
+        if context is not None:
+            raw = self.request
+            raw.settimeout(_HANDSHAKE_TIMEOUT)
+            wrapped = context.wrap_socket(raw, server_side=True)
+            self.server.untrack(raw)
+            self.server.track(wrapped)
+            self.request = wrapped
+        super().setup()
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.untrack(self.request)
+            if isinstance(self.request, ssl.SSLSocket):
+                # socketserver closes only the raw socket, which the TLS wrapper detached.
+                self.request.close()
+
+    # http.server writes an access log line per request to stderr; paths hold numbers.
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        """Serve a GET."""
+        self._serve()
+
+    def do_POST(self) -> None:
+        """Serve a POST."""
+        self._serve()
+
+    def _serve(self) -> None:
+        try:
+            incoming = self._read()
+            if incoming is None:
+                return
+            fake = self.server.fake
+            fault, reply = fake._exchange(incoming)
+            self._answer(fault, reply)
+        except OSError:
+            self.close_connection = True  # the client went away; nothing left to tell it
+
+    def _read(self) -> Incoming | None:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            self._send(Reply.json(411, {"error": "Content-Length required"}))
+            return None
+        length_text = self.headers.get("Content-Length", "0").strip() or "0"
+        if not length_text.isdigit() or int(length_text) > MAX_REQUEST_BODY:
+            self.close_connection = True
+            self._send(Reply.json(413, {"error": "request body too large"}))
+            return None
+        body = self.rfile.read(int(length_text))
+        parts = urllib.parse.urlsplit(self.path)
+        return Incoming(
+            self.command,
+            parts.path,
+            parts.query,
+            dict(self.headers.items()),
+            body,
+            self.server.fake.url,
+            parts.path,
+        )
+
+    def _answer(self, fault: Fault | None, reply: Reply | None) -> None:
+        stopping = self.server.stopping
+        if isinstance(fault, Latency) and stopping.wait(fault.seconds):
+            self.close_connection = True
+            return
+        if isinstance(fault, Hang):
+            self._hang()
+        elif isinstance(fault, Reset):
+            self._reset()
+        elif isinstance(fault, HugeBody):
+            self._huge(fault)
+        elif reply is not None:
+            drip = fault.byte_interval if isinstance(fault, SlowDrip) else None
+            self._send(reply, drip=drip)
+
+    def _send(self, reply: Reply, *, drip: float | None = None) -> None:
+        self.send_response(reply.status)
+        for name, value in reply.headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(reply.body)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if drip is None:
+            self.wfile.write(reply.body)
+            return
+        for byte in reply.body:
+            if self.server.stopping.wait(drip):
+                self.close_connection = True
+                return
+            self.wfile.write(bytes((byte,)))
+
+    def _hang(self) -> None:
+        """Hold the connection without a word until the client leaves or the server stops."""
+        self.close_connection = True
+        sock = self.connection
+        while not self.server.stopping.wait(_POLL):
+            try:
+                readable, _, _ = select.select([sock], [], [], 0)
+            except (OSError, ValueError):
+                return
+            if readable:  # the client hung up (or sent more): stop holding on
+                return
+
+    def _reset(self) -> None:
+        """Abort the connection with a TCP RST."""
+        self.close_connection = True
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.connection.close()
+
+    def _huge(self, fault: HugeBody) -> None:
+        """Stream a JSON body of ``fault.size`` bytes without building it in memory."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        if fault.declare_length:
+            self.send_header("Content-Length", str(fault.size))
+        else:
+            self.close_connection = True
+            self.send_header("Connection", "close")
+        self.end_headers()
+        head, tail = b'{"padding": "', b'"}'
+        self.wfile.write(head)
+        left = fault.size - len(head) - len(tail)
+        chunk = b"x" * _CHUNK
+        while left > 0 and not self.server.stopping.is_set():
+            self.wfile.write(chunk[:left])
+            left -= min(left, _CHUNK)
+        self.wfile.write(tail)
+
+
+class FakeProviderServer:
+    """A real HTTP(S) server on 127.0.0.1 speaking every provider's wire format.
+
+    It serves Twilio Lookup, Telesign Phone ID, CAMARA Number Recycling (with
+    its OAuth2 token endpoint), Alibaba Dytnsapi and the US RND on one port,
+    checks credentials the way each real service does (signatures included),
+    answers from scripted numbers, records every request and injects faults.
+
+    ``numbers`` maps numbers to what :class:`~recyclecheck.providers.SandboxProvider`
+    accepts: a reissue date, ``None`` (never reissued), any ``Answer``, or a
+    ``ProviderError`` to fail with.  Unlisted numbers get each provider's "no
+    data" answer.  ``tls=True`` serves HTTPS with a throwaway CA (needs
+    ``trustme``; see :attr:`ca_bundle`).  ``credentials`` are those accepted
+    (fake defaults); ``token_lifetime`` is the ``expires_in`` of issued tokens.
+
+    Use it as a context manager, or from a pytest fixture::
+
+        @pytest.fixture
+        def fake():
+            with FakeProviderServer({"+8613800138000": date(2024, 3, 1)}) as server:
+                yield server
+
+        def test_login(fake):
+            guard = recyclecheck.Guard(fake.twilio())
+    """
+
+    def __init__(
+        self,
+        numbers: Mapping[str, Scripted] | None = None,
+        *,
+        tls: bool = False,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        credentials: Credentials | None = None,
+        token_lifetime: int = 3600,
+    ) -> None:
+        if not isinstance(tls, bool):
+            raise ConfigurationError("tls must be a bool")
+        if not isinstance(host, str) or not host:
+            raise ConfigurationError("host must be a non-empty str")
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ConfigurationError("port must be an int from 0 to 65535")
+        if credentials is not None and not isinstance(credentials, Credentials):
+            raise ConfigurationError("credentials must be a recyclecheck.testing.Credentials")
+        self.credentials = credentials if credentials is not None else Credentials()
+        self.tls = tls
+        self._host = host
+        self._port = port
+        self._backend = Backend(
+            numbers, credentials=self.credentials, token_lifetime=token_lifetime
+        )
+        self._lock = threading.Lock()
+        self._requests: list[RecordedRequest] = []
+        self._faults: list[_Armed] = []
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._url: str | None = None
+        self._ca_dir: str | None = None
+        self._ca_bundle: str | None = None
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], **options: Any) -> FakeProviderServer:
+        """Script the server from a sandbox JSON file (as :meth:`SandboxProvider.from_file`).
+
+        ``options`` are the constructor's keyword arguments.
+        """
+        return cls(SandboxProvider.from_file(path).scripted, **options)
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> FakeProviderServer:
+        """Bind, start serving on a background thread, and return ``self``."""
+        if self._httpd is not None:
+            raise RuntimeError("FakeProviderServer is already running")
+        context = self._tls_context() if self.tls else None
+        try:
+            httpd = _HTTPServer((self._host, self._port), self, context)
+        except OSError:
+            self._drop_ca()
+            raise
+        port = httpd.server_address[1]
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        self._url = f"{'https' if self.tls else 'http'}://{host}:{port}"
+        self._httpd = httpd
+        self._thread = threading.Thread(
+            target=httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+        )
+        self._thread.start()
+        _log.debug("fake provider server listening on %s", self._url)
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and cut every open connection (hung ones too); returns promptly."""
+        httpd, thread = self._httpd, self._thread
+        if httpd is None:
+            return
+        httpd.stopping.set()
+        httpd.shutdown()
+        httpd.cut_all(join=1.0)
+        httpd.server_close()
+        if thread is not None:
+            thread.join(1.0)
+        self._httpd = self._thread = None
+        self._drop_ca()
+        _log.debug("fake provider server stopped")
+
+    def __enter__(self) -> FakeProviderServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _tls_context(self) -> ssl.SSLContext:
+        try:
+            import trustme  # noqa: PLC0415 - a test-only extra, imported only when TLS is asked for
+        except ImportError:
+            raise ConfigurationError(
+                "tls=True needs trustme: pip install 'recyclecheck[testing]'"
+            ) from None
+        ca = trustme.CA()
+        names = ["127.0.0.1", "localhost", "::1"]
+        if self._host not in names:
+            names.append(self._host)
+        cert = ca.issue_cert(*names)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        cert.configure_cert(context)
+        self._ca_dir = tempfile.mkdtemp(prefix="recyclecheck-fake-ca-")
+        bundle = Path(self._ca_dir) / "ca.pem"
+        ca.cert_pem.write_to_path(str(bundle))
+        self._ca_bundle = str(bundle)
+        return context
+
+    def _drop_ca(self) -> None:
+        if self._ca_dir is not None:
+            shutil.rmtree(self._ca_dir, ignore_errors=True)
+        self._ca_dir = self._ca_bundle = None
+
+    # -- addresses ----------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """The base URL (``http://127.0.0.1:PORT``) every adapter points at."""
+        if self._url is None or self._httpd is None:
+            raise RuntimeError("FakeProviderServer is not running: call start() first")
+        return self._url
+
+    @property
+    def port(self) -> int:
+        """The TCP port the server listens on."""
+        if self._httpd is None:
+            raise RuntimeError("FakeProviderServer is not running: call start() first")
+        return int(self._httpd.server_address[1])
+
+    @property
+    def ca_bundle(self) -> str | None:
+        """Path of the throwaway CA's PEM (``tls=True`` only; ``None`` over plain HTTP)."""
+        if self.tls and self._ca_bundle is None:
+            raise RuntimeError("FakeProviderServer is not running: call start() first")
+        return self._ca_bundle
+
+    # -- script, faults, records ----------------------------------------------------------
+
+    def script(self, number: str, value: Scripted) -> None:
+        """Script (or re-script) one number, with the values ``numbers`` accepts."""
+        self._backend.script({number: value})
+
+    def inject(self, fault: Fault, *, number: str | None = None, times: int | None = None) -> None:
+        """Answer with ``fault``: for lookups of ``number`` only, or for every request.
+
+        ``times=N`` fires it for the next N matching requests, then stops (e.g.
+        ``inject(ServerError(), times=2)``: two 503s, then normal answers).
+        A number's own faults win over global ones; earlier injections first.
+        Global faults also hit token endpoints.
+        """
+        if not isinstance(fault, FAULT_TYPES):
+            raise ConfigurationError("fault must be one of the recyclecheck.testing faults")
+        if times is not None and (
+            isinstance(times, bool) or not isinstance(times, int) or times < 1
+        ):
+            raise ConfigurationError("times must be a positive int or None")
+        e164 = None if number is None else normalise_number(number)
+        with self._lock:
+            self._faults.append(_Armed(fault, e164, times))
+
+    def clear_faults(self) -> None:
+        """Remove every injected fault."""
+        with self._lock:
+            self._faults.clear()
+
+    def expire_tokens(self) -> None:
+        """Expire every issued CAMARA and RND token, as if their lifetime had passed."""
+        self._backend.expire_tokens()
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """A snapshot of every request received so far, oldest first."""
+        with self._lock:
+            return list(self._requests)
+
+    def reset(self) -> None:
+        """Forget requests, faults and tokens, and restore the numbers given at construction."""
+        with self._lock:
+            self._requests.clear()
+            self._faults.clear()
+        self._backend.reset()
+
+    def _take_fault(self, number: str | None) -> Fault | None:
+        with self._lock:
+            for wanted in (number, None) if number is not None else (None,):
+                for armed in self._faults:
+                    if armed.number == wanted:
+                        if armed.remaining is not None:
+                            armed.remaining -= 1
+                            if armed.remaining <= 0:
+                                self._faults.remove(armed)
+                        return armed.fault
+        return None
+
+    # -- one exchange -------------------------------------------------------------------
+
+    def _exchange(self, incoming: Incoming) -> tuple[Fault | None, Reply | None]:
+        """Route, record and answer one request; the reply is None for transport faults."""
+        wire, endpoint = _route(incoming)
+        parsed = wire.parse(incoming, endpoint, self._backend)
+        fault = self._take_fault(parsed.number)
+        if fault is None and endpoint == "lookup":
+            failure = self._backend.failure(parsed.number)
+            fault = None if failure is None else fault_for_error(failure)
+        self._record(
+            wire.name, endpoint if wire is not _NOT_FOUND else None, incoming, parsed, fault
+        )
+        reply: Reply | None
+        if fault is None or isinstance(fault, (Latency, SlowDrip)):
+            reply = wire.respond(incoming, parsed, self._backend)
+        elif isinstance(fault, (Hang, Reset, HugeBody)):
+            reply = None
+        else:
+            reply = fault_reply(wire, incoming, parsed, fault)
+        _log.debug(
+            "fake %s %s %s number=%s -> %s",
+            wire.name,
+            endpoint,
+            incoming.method,
+            "-" if parsed.number is None else mask(parsed.number),
+            reply.status if reply is not None else type(fault).__name__,
+        )
+        return fault, reply
+
+    def _record(
+        self,
+        provider: str,
+        endpoint: str | None,
+        incoming: Incoming,
+        parsed: Parsed,
+        fault: Fault | None,
+    ) -> None:
+        record = RecordedRequest(
+            provider=provider,
+            endpoint=endpoint,
+            method=incoming.method,
+            path=incoming.path,
+            query=incoming.query,
+            headers=CaseInsensitiveDict(incoming.headers),
+            body=incoming.body,
+            number=parsed.number,
+            since=parsed.since,
+            fault=fault,
+        )
+        with self._lock:
+            self._requests.append(record)
+
+    # -- adapters wired to this server ----------------------------------------------------
+
+    def _transport(self) -> dict[str, Any]:
+        return {"ca_bundle": self.ca_bundle} if self.tls else {}
+
+    def twilio(self, **overrides: Any) -> TwilioProvider:
+        """A :class:`TwilioProvider` pointed at this server with accepted credentials.
+
+        Keyword ``overrides`` replace any constructor argument (e.g. ``auth_token="wrong"``).
+        """
+        c = self.credentials
+        options: dict[str, Any] = {
+            "account_sid": c.twilio_account_sid,
+            "auth_token": c.twilio_auth_token,
+            "base_url": self.url,
+            **self._transport(),
+            **overrides,
+        }
+        return TwilioProvider(**options)
+
+    def telesign(self, auth: str = "digest", **overrides: Any) -> TelesignProvider:
+        """A :class:`TelesignProvider` pointed at this server; ``auth``: digest or basic."""
+        c = self.credentials
+        options: dict[str, Any] = {
+            "customer_id": c.telesign_customer_id,
+            "api_key": c.telesign_api_key,
+            "base_url": self.url,
+            "auth": auth,
+            **self._transport(),
+            **overrides,
+        }
+        return TelesignProvider(**options)
+
+    def camara(self, auth: str = "secret", **overrides: Any) -> CamaraProvider:
+        """A :class:`CamaraProvider` pointed at this server.
+
+        ``auth`` is ``"token"`` (a static bearer token), ``"secret"`` (client
+        credentials with a client secret) or ``"private_key_jwt"``.
+        """
+        c = self.credentials
+        token_url = self.url + _wire_camara.TOKEN_PATH
+        modes: dict[str, dict[str, Any]] = {
+            "token": {"access_token": c.camara_access_token},
+            "secret": {
+                "token_url": token_url,
+                "client_id": c.camara_client_id,
+                "client_secret": c.camara_client_secret,
+            },
+            "private_key_jwt": {
+                "token_url": token_url,
+                "client_id": c.camara_client_id,
+                "private_key": c.camara_private_key,
+                "key_id": c.camara_key_id,
+            },
+        }
+        if auth not in modes:
+            raise ConfigurationError("auth must be 'token', 'secret' or 'private_key_jwt'")
+        options: dict[str, Any] = {**modes[auth], **self._transport(), **overrides}
+        return CamaraProvider(self.url, **options)
+
+    def aliyun(self, mask: str = "SHA256", **overrides: Any) -> AliyunProvider:
+        """An :class:`AliyunProvider` (number sent as ``mask``) pointed at this server."""
+        c = self.credentials
+        options: dict[str, Any] = {
+            "access_key_id": c.aliyun_access_key_id,
+            "access_key_secret": c.aliyun_access_key_secret,
+            "auth_code": c.aliyun_auth_code,
+            "endpoint": self.url,
+            "mask": mask,
+            **self._transport(),
+            **overrides,
+        }
+        return AliyunProvider(**options)
+
+    def rnd(self, **overrides: Any) -> RndProvider:
+        """An :class:`RndProvider` pointed at this server with the accepted refresh token."""
+        c = self.credentials
+        options: dict[str, Any] = {
+            "refresh_token": c.rnd_refresh_token,
+            "company_id": c.rnd_company_id,
+            "base_url": self.url,
+            **self._transport(),
+            **overrides,
+        }
+        return RndProvider(**options)
+
+    def __repr__(self) -> str:
+        where = self._url if self._httpd is not None else "stopped"
+        return f"<FakeProviderServer {where} tls={self.tls}>"
+
+
+def _route(incoming: Incoming) -> tuple[Wire, str]:
+    for wire in WIRES:
+        endpoint = wire.route(incoming.method, incoming.route)
+        if endpoint is not None:
+            return wire, endpoint
+    return _NOT_FOUND, "unknown"
+
+
+class _NotFoundWire:
+    """Generic error replies for requests no provider endpoint matches."""
+
+    name = "unknown"
+
+    def route(self, method: str, route: str) -> str | None:
+        return None
+
+    def parse(self, request: Incoming, endpoint: str, backend: Backend) -> Parsed:
+        return Parsed(endpoint)
+
+    def respond(self, request: Incoming, parsed: Parsed, backend: Backend) -> Reply:
+        return Reply.json(404, {"error": "not found"})
+
+    def refused(self, request: Incoming, parsed: Parsed) -> Reply:
+        return Reply.json(401, {"error": "unauthorized"})
+
+    def rate_limited(self, request: Incoming, parsed: Parsed, retry_after: str | None) -> Reply:
+        headers = {"Retry-After": retry_after} if retry_after is not None else None
+        return Reply.json(429, {"error": "too many requests"}, headers)
+
+    def server_error(self, request: Incoming, parsed: Parsed, status: int) -> Reply:
+        return Reply.json(status, {"error": "server error"})
+
+
+_NOT_FOUND = _NotFoundWire()

@@ -1,0 +1,147 @@
+"""Fake US Reassigned Numbers Database (Somos RND) API.
+
+``POST /b/public/api/idToken`` trades the portal refresh token for a short-lived
+JWT-shaped id token (with an ``exp`` claim); ``POST /api/tn`` takes the raw id
+token in ``Authorization`` and a ``tnList`` of ``{tn, date, companyId}``; an
+unknown or expired token gets 401, another company's id 403.  Scripted answers
+render as ``disconnected``:
+
+===========================================  =========================
+script, asked about ``date``                 ``disconnected``
+===========================================  =========================
+reissued on ``D >= date``, or changed        ``"yes"``
+never, ``D < date``, or unchanged            ``"no"``
+no data, not covered, or coverage after      ``"no_data"``
+===========================================  =========================
+
+The RND has no separate "not covered" answer: "no data" is what it says for a
+date before its records begin (and the adapter never asks about non-US numbers).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import re
+
+from ..providers._answers import Answer
+from ._backend import Backend
+from ._wire_base import Incoming, Parsed, Reply, Verdict, verdict
+
+__all__ = ["DEFAULT_BASE_URL", "ID_TOKEN_PATH", "WIRE", "RndWire", "render_reply"]
+
+#: Where the RND API lives.
+DEFAULT_BASE_URL = "https://api.reassigned.us"
+#: The id-token endpoint, relative to the base URL.
+ID_TOKEN_PATH = "/b/public/api/idToken"  # noqa: S105 - a path, not a secret
+_QUERY_PATH = "/api/tn"
+_TN = re.compile(r"[2-9][0-9]{2}[2-9][0-9]{6}")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_MAX_TNS = 100
+
+
+def render_reply(tn: str, date: str, company_id: str, answer: Answer) -> dict[str, object]:
+    """One ``replies[]`` item: the answer about ``tn`` for the date asked (``YYYY-MM-DD``)."""
+    said = verdict(answer, dt.date.fromisoformat(date))
+    disconnected = {Verdict.CHANGED: "yes", Verdict.UNCHANGED: "no"}.get(said, "no_data")
+    return {"tn": tn, "disconnected": disconnected, "companyId": company_id, "dateProvided": date}
+
+
+def _message(status: int, text: str) -> Reply:
+    return Reply.json(status, {"message": text})
+
+
+def _query_items(payload: object) -> list[object] | None:
+    items = payload.get("tnList") if isinstance(payload, dict) else None
+    return items if isinstance(items, list) else None
+
+
+def _item_date(item: object) -> dt.date | None:
+    value = item.get("date") if isinstance(item, dict) else None
+    if not isinstance(value, str) or not _DATE.fullmatch(value):
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+class RndWire:
+    """The RND API as the fake providers speak it."""
+
+    name = "rnd"
+
+    def route(self, method: str, route: str) -> str | None:
+        """``POST /b/public/api/idToken`` and ``POST /api/tn``."""
+        if method != "POST":
+            return None
+        return {ID_TOKEN_PATH: "token", _QUERY_PATH: "lookup"}.get(route)
+
+    def parse(self, request: Incoming, endpoint: str, backend: Backend) -> Parsed:
+        """The first ``tnList`` item's number (as +1 E.164) and date."""
+        items = _query_items(request.json()) if endpoint == "lookup" else None
+        if not items:
+            return Parsed(endpoint)
+        tn = items[0].get("tn") if isinstance(items[0], dict) else None
+        number = "+1" + tn if isinstance(tn, str) and _TN.fullmatch(tn) else None
+        return Parsed(endpoint, number, _item_date(items[0]))
+
+    def respond(  # noqa: PLR0911 - one early return per refusal the service sends
+        self, request: Incoming, parsed: Parsed, backend: Backend
+    ) -> Reply:
+        """Issue an id token, or check it and answer every ``tnList`` item."""
+        if parsed.endpoint == "token":
+            return self._token(request, backend)
+        token = request.headers.get("Authorization", "")
+        if not token or (backend.credentials is not None and not backend.token_valid("rnd", token)):
+            return self.refused(request, parsed)
+        items = _query_items(request.json())
+        if not items or len(items) > _MAX_TNS:
+            return _message(400, "tnList must hold 1 to 100 items")
+        replies = []
+        today = dt.datetime.now(dt.timezone.utc).date()
+        for item in items:
+            tn = item.get("tn") if isinstance(item, dict) else None
+            company = item.get("companyId") if isinstance(item, dict) else None
+            day = _item_date(item)
+            if not isinstance(tn, str) or not _TN.fullmatch(tn) or day is None or day > today:
+                return _message(400, "each item needs a 10-digit tn and a past date")
+            if not isinstance(company, str):
+                return _message(400, "each item needs a companyId")
+            credentials = backend.credentials
+            if credentials is not None and company != credentials.rnd_company_id:
+                return _message(403, "companyId does not belong to this subscriber")
+            replies.append(render_reply(tn, day.isoformat(), company, backend.answer("+1" + tn)))
+        return Reply.json(200, {"replies": replies})
+
+    @staticmethod
+    def _token(request: Incoming, backend: Backend) -> Reply:
+        payload = request.json()
+        refresh = payload.get("refreshToken") if isinstance(payload, dict) else None
+        if not isinstance(refresh, str) or not refresh:
+            return _message(400, "refreshToken is required")
+        credentials = backend.credentials
+        if credentials is not None and not hmac.compare_digest(
+            refresh.encode(), credentials.rnd_refresh_token.encode()
+        ):
+            return _message(401, "refresh token is invalid or expired")
+        return Reply.json(200, {"idToken": backend.issue_token("rnd", jwt=True)})
+
+    def refused(self, request: Incoming, parsed: Parsed) -> Reply:
+        """401 with a JSON message."""
+        return _message(401, "Unauthorized")
+
+    def rate_limited(self, request: Incoming, parsed: Parsed, retry_after: str | None) -> Reply:
+        """429 with a JSON message."""
+        reply = _message(429, "Too Many Requests")
+        if retry_after is None:
+            return reply
+        return Reply(reply.status, {**reply.headers, "Retry-After": retry_after}, reply.body)
+
+    def server_error(self, request: Incoming, parsed: Parsed, status: int) -> Reply:
+        """5xx with a JSON message."""
+        return _message(status, "Internal Server Error" if status != 503 else "Service Unavailable")
+
+
+#: The one RND wire instance.
+WIRE = RndWire()
