@@ -9,7 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from recyclecheck.cli import EXIT_CONFIG, EXIT_DENY, EXIT_OK, EXIT_STEP_UP, EXIT_USAGE, main
+from recyclecheck.cli import (
+    EXIT_CONFIG,
+    EXIT_DENY,
+    EXIT_OK,
+    EXIT_STEP_UP,
+    EXIT_USAGE,
+    PROVIDERS_FROM_ENV,
+    main,
+)
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -141,13 +149,13 @@ def test_provider_from_environment_names_the_missing_variable(
 ) -> None:
     """--provider builds the adapter from the environment; a missing variable exits 1."""
     monkeypatch.delenv("TWILIO_ACCOUNT_SID", raising=False)
-    code, out, err = run(capsys, "check", "+14155552671", "--bound-at", "2024-01-01", "--provider", "twilio")
+    code, _, err = run(
+        capsys, "check", "+14155552671", "--bound-at", "2024-01-01", "--provider", "twilio"
+    )
     assert code == EXIT_CONFIG
     assert "TWILIO_ACCOUNT_SID" in err
 
 
 def test_every_adapter_is_available_from_the_cli() -> None:
     """All five adapters can be chosen with --provider."""
-    from recyclecheck.cli import PROVIDERS_FROM_ENV
-
     assert sorted(PROVIDERS_FROM_ENV) == ["aliyun", "camara", "rnd", "telesign", "twilio"]

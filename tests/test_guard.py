@@ -552,7 +552,9 @@ def test_public_surface() -> None:
             assert obj.__doc__, name
 
 
-def test_breaker_transitions_and_pool_saturation_are_logged(caplog: pytest.LogCaptureFixture) -> None:
+def test_breaker_transitions_and_pool_saturation_are_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """Operators can alert on the circuit opening, closing and on a saturated pool."""
     caplog.set_level("WARNING", logger="recyclecheck")
     state = {"down": True}
