@@ -11,7 +11,10 @@ import argparse
 import datetime as dt
 import json
 import logging
+import shlex
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from typing import TextIO
 
@@ -112,7 +115,44 @@ def _build_parser() -> argparse.ArgumentParser:
         help="exit 0 for allow, 3 for step up, 4 for deny",
     )
     check.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG to stderr")
+
+    sandbox = commands.add_parser("sandbox", help="local fake providers for development and CI")
+    sandbox_commands = sandbox.add_subparsers(dest="sandbox_command", required=True)
+    serve = sandbox_commands.add_parser(
+        "serve",
+        help="serve every provider wire format from scripted numbers",
+        description=(
+            "Run FakeProviderServer until interrupted. Prints the URL and the environment "
+            "variables that point each adapter's from_env() at it."
+        ),
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8765, help="port (0 picks a free one)")
+    serve.add_argument("--data", metavar="FILE", help="sandbox JSON file (default: the demo data)")
+    serve.add_argument("--tls", action="store_true", help="HTTPS with a throwaway CA")
+    serve.add_argument("-v", "--verbose", action="store_true", help="log requests (masked)")
     return parser
+
+
+def _run_serve(args: argparse.Namespace, out: TextIO, stop: threading.Event) -> int:
+    from .testing import FakeProviderServer  # noqa: PLC0415 - test tooling stays out of `check`
+
+    options = {"host": args.host, "port": args.port, "tls": args.tls}
+    if args.data:
+        server = FakeProviderServer.from_file(args.data, **options)
+    else:
+        server = FakeProviderServer(SandboxProvider.demo().scripted, **options)
+    with server:
+        out.write(f"# recyclecheck sandbox serving on {server.url}\n")
+        if server.ca_bundle:
+            out.write(f"# CA bundle (pass as ca_bundle=): {server.ca_bundle}\n")
+        else:
+            out.write("# to point each adapter's from_env() here, run:\n")
+            for name, value in server.environment().items():
+                out.write(f"export {name}={shlex.quote(value)}\n")
+        out.flush()
+        stop.wait()
+    return EXIT_OK
 
 
 def _render(decision: Decision, out: TextIO) -> None:
@@ -150,15 +190,28 @@ def _run_check(args: argparse.Namespace, out: TextIO) -> int:
     ]
 
 
+def _serve_until_interrupted(args: argparse.Namespace) -> int:
+    stop = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        return _run_serve(args, sys.stdout, stop)
+    except KeyboardInterrupt:
+        return EXIT_OK
+    except OSError as exc:
+        sys.stderr.write(f"recyclecheck: cannot serve: {exc.strerror}\n")
+        return EXIT_CONFIG
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     parser = _build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "verbose", False):
         logging.basicConfig(level=logging.DEBUG, format="%(levelname)s %(name)s: %(message)s")
-    if args.command != "check":  # pragma: no cover - argparse only accepts known commands
-        parser.error(f"unknown command {args.command!r}")
     try:
+        if args.command == "sandbox":
+            return _serve_until_interrupted(args)
         return _run_check(args, sys.stdout)
     except InvalidInput as exc:
         sys.stderr.write(f"recyclecheck: {exc}\n")

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -159,3 +162,67 @@ def test_provider_from_environment_names_the_missing_variable(
 def test_every_adapter_is_available_from_the_cli() -> None:
     """All five adapters can be chosen with --provider."""
     assert sorted(PROVIDERS_FROM_ENV) == ["aliyun", "camara", "rnd", "telesign", "twilio"]
+
+
+def test_sandbox_serve_runs_until_terminated_and_answers_every_provider(tmp_path: Path) -> None:
+    """`recyclecheck sandbox serve` prints eval-able exports; `check --provider` uses them."""
+    data = tmp_path / "n.json"
+    data.write_text('{"numbers": {"+14155552671": {"reissued_on": "2025-01-01"}}}')
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "recyclecheck.cli",
+            "sandbox",
+            "serve",
+            "--port",
+            "0",
+            "--data",
+            str(data),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        lines = []
+        while not lines or not lines[-1].startswith("export RECYCLECHECK_RND_BASE_URL"):
+            line = server.stdout.readline()
+            assert line, "server exited early"
+            lines.append(line.strip())
+        env = dict(os.environ)
+        for line in lines:
+            if line.startswith("export "):
+                name, _, value = line.removeprefix("export ").partition("=")
+                env[name] = value
+        for provider in ("twilio", "telesign", "rnd"):
+            result = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "recyclecheck.cli",
+                    "check",
+                    "+14155552671",
+                    "--bound-at",
+                    "2024-06-01",
+                    "--provider",
+                    provider,
+                    "--json",
+                ],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=60,
+                check=False,
+            )
+            assert result.returncode == 0, result.stderr
+            assert json.loads(result.stdout)["reason"] == "reissued_after_binding", provider
+        server.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        assert server.wait(timeout=10) == 0
+        assert time.monotonic() - started < 5
+    finally:
+        server.kill()
+        server.wait()
+        if server.stdout is not None:
+            server.stdout.close()
