@@ -36,7 +36,7 @@ from .exceptions import (
     ProviderUnavailable,
 )
 
-__all__ = ["DEFAULT_MAX_BODY", "HttpClient", "HttpResponse", "parse_retry_after"]
+__all__ = ["DEFAULT_MAX_BODY", "HttpClient", "HttpResponse", "parse_retry_after", "rate_limited"]
 
 #: Largest response body an adapter will read; a bigger one is a ProviderResponseError.
 DEFAULT_MAX_BODY = 256 * 1024
@@ -61,6 +61,19 @@ class HttpResponse:
     def content_type(self) -> str:
         """The media type, lower-cased, without parameters."""
         return self.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+
+
+def rate_limited(
+    provider: str, *, status: int, code: str | None, retry_after: str | None
+) -> ProviderRateLimited:
+    """The one shape of a rate-limit error: ``retry_after`` is the raw header value."""
+    return ProviderRateLimited(
+        "rate limited",
+        provider=provider,
+        status=status,
+        code=code,
+        retry_after=parse_retry_after(retry_after),
+    )
 
 
 def parse_retry_after(value: str | None, *, now: dt.datetime | None = None) -> float | None:
@@ -361,12 +374,11 @@ class HttpClient:
         if 200 <= status < 300:
             return
         if status == 429:
-            raise ProviderRateLimited(
-                "rate limited",
-                provider=self.provider,
+            raise rate_limited(
+                self.provider,
                 status=status,
                 code=code,
-                retry_after=parse_retry_after(response.headers.get("Retry-After")),
+                retry_after=response.headers.get("Retry-After"),
             )
         if status in (401, 403):
             raise ProviderAuthError(

@@ -17,12 +17,11 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
-from .._http import DEFAULT_MAX_BODY, HttpClient, HttpResponse, parse_retry_after
+from .._http import DEFAULT_MAX_BODY, HttpClient, HttpResponse, rate_limited
 from .._phone import mask as mask_number
 from ..exceptions import (
     ConfigurationError,
     ProviderAuthError,
-    ProviderRateLimited,
     ProviderResponseError,
 )
 from . import _acs3
@@ -240,12 +239,11 @@ class AliyunProvider:
         code = _safe_code(raw_code)
         status = response.status
         if code is not None and _is_rate_code(code):
-            raise ProviderRateLimited(
-                "rate limited",
-                provider=self.name,
+            raise rate_limited(
+                self.name,
                 status=status,
                 code=code,
-                retry_after=parse_retry_after(response.headers.get("Retry-After")),
+                retry_after=response.headers.get("Retry-After"),
             )
         if code is not None and _is_auth_code(code):
             raise ProviderAuthError(

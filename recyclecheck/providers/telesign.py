@@ -16,12 +16,11 @@ import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import Any, NoReturn
 
-from .._http import DEFAULT_MAX_BODY, HttpClient, HttpResponse, parse_retry_after
+from .._http import DEFAULT_MAX_BODY, HttpClient, HttpResponse, rate_limited
 from .._phone import mask
 from ..exceptions import (
     ConfigurationError,
     ProviderAuthError,
-    ProviderRateLimited,
     ProviderResponseError,
     ProviderUnavailable,
 )
@@ -181,12 +180,8 @@ class TelesignProvider:
         code = _error_body_code(payload)
         status = response.status
         if status == 429 or code in _RATE_CODES:
-            raise ProviderRateLimited(
-                "rate limited",
-                provider=_NAME,
-                status=status,
-                code=code,
-                retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            raise rate_limited(
+                _NAME, status=status, code=code, retry_after=response.headers.get("Retry-After")
             )
         if status == 401 or code in _AUTH_CODES:
             raise ProviderAuthError("credentials refused", provider=_NAME, status=status, code=code)

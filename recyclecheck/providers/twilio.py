@@ -13,11 +13,10 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
-from .._http import DEFAULT_MAX_BODY, HttpClient, HttpResponse, parse_retry_after
+from .._http import DEFAULT_MAX_BODY, HttpClient, HttpResponse, rate_limited
 from .._phone import mask
 from ..exceptions import (
     ProviderAuthError,
-    ProviderRateLimited,
     ProviderResponseError,
     ProviderUnavailable,
 )
@@ -144,13 +143,7 @@ def _map_code(code: str | None, status: int, retry_after: str | None) -> NotCove
     Coverage codes give NotCovered; every other code raises the matching ProviderError.
     """
     if status == 429 or code in _RATE_LIMITED:
-        raise ProviderRateLimited(
-            "rate limited",
-            provider=_NAME,
-            status=status,
-            code=code,
-            retry_after=parse_retry_after(retry_after),
-        )
+        raise rate_limited(_NAME, status=status, code=code, retry_after=retry_after)
     if code in _NOT_COVERED:
         return NotCovered()
     if status in (401, 403) or code in _REFUSED:
