@@ -54,3 +54,16 @@ class HangingProvider:
             self.started += 1
         self.release.wait(60)
         return LastChange(None)
+
+
+def in_turn(*outcomes: Answer | Exception) -> Callable[[str, dt.date], Answer]:
+    """A behaviour returning (or raising) each outcome in turn, one per call."""
+    pending = list(outcomes)
+
+    def behave(number: str, since: dt.date) -> Answer:
+        outcome = pending.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    return behave

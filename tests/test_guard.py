@@ -25,7 +25,7 @@ from recyclecheck import (
 )
 from recyclecheck.providers import ChangedSince, LastChange, NoData, NotCovered, SandboxProvider
 
-from .fakes import HangingProvider, ScriptedProvider
+from .fakes import HangingProvider, ScriptedProvider, in_turn
 
 UTC = dt.timezone.utc
 CN = "+8613800138000"
@@ -385,15 +385,7 @@ def test_a_provider_returning_junk_never_allows(junk: object) -> None:
 
 def test_one_retry_for_a_retryable_failure() -> None:
     """A transient failure is retried exactly once within the deadline."""
-    outcomes = [ProviderUnavailable("503", status=503), LastChange(None)]
-
-    def flaky(n: str, s: dt.date) -> LastChange:
-        outcome = outcomes.pop(0)
-        if isinstance(outcome, Exception):
-            raise outcome
-        return outcome
-
-    provider = ScriptedProvider(flaky)
+    provider = ScriptedProvider(in_turn(ProviderUnavailable("503", status=503), LastChange(None)))
     assert Guard(provider).check(CN, bound_at=BOUND).reason is Reason.NOT_REISSUED
     assert provider.count == 2
 
@@ -422,15 +414,9 @@ def test_non_retryable_failures_are_not_retried() -> None:
 
 def test_retry_after_is_honoured_only_if_it_fits() -> None:
     """A short Retry-After is waited out once; a long one is not waited for."""
-    short = [ProviderRateLimited("429", retry_after=0.05), LastChange(None)]
-
-    def limited(n: str, s: dt.date) -> LastChange:
-        outcome = short.pop(0)
-        if isinstance(outcome, Exception):
-            raise outcome
-        return outcome
-
-    provider = ScriptedProvider(limited)
+    provider = ScriptedProvider(
+        in_turn(ProviderRateLimited("429", retry_after=0.05), LastChange(None))
+    )
     assert Guard(provider, timeout=1).check(CN, bound_at=BOUND).reason is Reason.NOT_REISSUED
     assert provider.count == 2
 
