@@ -1,0 +1,121 @@
+"""The public surface: exactly what is documented, each piece with a docstring."""
+
+from __future__ import annotations
+
+import inspect
+import subprocess
+import sys
+import types
+
+import pytest
+
+import recyclecheck
+import recyclecheck.exceptions
+import recyclecheck.providers
+
+EXPECTED = {
+    recyclecheck: [
+        "Action",
+        "ConfigurationError",
+        "Decision",
+        "Fact",
+        "FactCache",
+        "Guard",
+        "InvalidInput",
+        "InvalidPhoneNumber",
+        "MemoryCache",
+        "Policy",
+        "ProviderAuthError",
+        "ProviderError",
+        "ProviderRateLimited",
+        "ProviderResponseError",
+        "ProviderTimeout",
+        "ProviderUnavailable",
+        "Reason",
+        "RecycleCheckError",
+        "RedisCache",
+        "__version__",
+        "mask",
+    ],
+    recyclecheck.providers: [
+        "AliyunProvider",
+        "Answer",
+        "CamaraProvider",
+        "ChangedSince",
+        "LastChange",
+        "NoData",
+        "NotCovered",
+        "Provider",
+        "RndProvider",
+        "SandboxProvider",
+        "TelesignProvider",
+        "TwilioProvider",
+        "remaining_time",
+    ],
+}
+
+
+@pytest.mark.parametrize("module", list(EXPECTED), ids=lambda m: m.__name__)
+def test_all_is_the_documented_surface(module: types.ModuleType) -> None:
+    """__all__ is sorted, equals the documented list, and every name exists."""
+    assert module.__all__ == sorted(module.__all__)
+    assert module.__all__ == EXPECTED[module]
+    for name in module.__all__:
+        assert hasattr(module, name), name
+
+
+@pytest.mark.parametrize("module", list(EXPECTED), ids=lambda m: m.__name__)
+def test_no_undeclared_public_names(module: types.ModuleType) -> None:
+    """Nothing public leaks into the namespace without being in __all__."""
+    public = {
+        name
+        for name, value in vars(module).items()
+        if not name.startswith("_")
+        and not isinstance(value, types.ModuleType)
+        and name != "annotations"
+    }
+    assert public <= set(module.__all__), public - set(module.__all__)
+
+
+def _public_members(obj: type) -> list[tuple[str, object]]:
+    return [
+        (name, member)
+        for name, member in vars(obj).items()
+        if not name.startswith("_") and (callable(member) or isinstance(member, property))
+    ]
+
+
+@pytest.mark.parametrize("module", list(EXPECTED), ids=lambda m: m.__name__)
+def test_every_public_name_and_method_has_a_docstring(module: types.ModuleType) -> None:
+    """Docstrings on every public class, function, method and property."""
+    for name in module.__all__:
+        obj = getattr(module, name)
+        if name == "__version__" or name == "Answer":
+            continue
+        assert inspect.getdoc(obj), name
+        if inspect.isclass(obj):
+            for member_name, member in _public_members(obj):
+                target = member.fget if isinstance(member, property) else member
+                assert inspect.getdoc(target), f"{name}.{member_name}"
+
+
+def test_exception_tree() -> None:
+    """One tree under RecycleCheckError; input errors are also ValueErrors."""
+    exc = recyclecheck.exceptions
+    for name in exc.__all__:
+        assert issubclass(getattr(exc, name), exc.RecycleCheckError)
+    assert issubclass(exc.InvalidPhoneNumber, exc.InvalidInput)
+    assert issubclass(exc.InvalidInput, ValueError)
+    assert issubclass(exc.ConfigurationError, ValueError)
+    for name in ("ProviderTimeout", "ProviderUnavailable", "ProviderRateLimited"):
+        assert issubclass(getattr(exc, name), exc.ProviderError)
+    assert exc.ProviderRateLimited("x", retry_after=3).retry_after == 3
+
+
+def test_importing_recyclecheck_does_not_import_the_testing_kit() -> None:
+    """Test tooling (responses, trustme) never loads in production."""
+    code = "import sys, recyclecheck, recyclecheck.providers; print('recyclecheck.testing' in sys.modules, 'responses' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.split() == ["False", "False"]
