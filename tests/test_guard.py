@@ -8,7 +8,6 @@ import time
 
 import pytest
 
-import recyclecheck
 from recyclecheck import (
     Action,
     ConfigurationError,
