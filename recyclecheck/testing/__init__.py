@@ -1,7 +1,11 @@
 """Test your app's recycled-number handling without real providers.
 
-Two tools, one script format (the values :class:`~recyclecheck.providers.SandboxProvider`
+Three tools, one script format (the values :class:`~recyclecheck.providers.SandboxProvider`
 takes: a reissue date, ``None`` for never, any ``Answer``, or a ``ProviderError``):
+
+- :class:`ScriptedSandbox`: an in-memory provider a test re-scripts between
+  checks (``.reissued(number, on=...)``, ``.down()``, ``.hang()``...), with a
+  ready ``Guard`` from ``.guard()`` and :class:`DecisionLog` to collect decisions.
 
 - :class:`FakeProviderServer`: a real local HTTP(S) server that speaks every
   supported provider's wire format (Twilio, Telesign, CAMARA with its token
@@ -20,6 +24,11 @@ takes: a reissue date, ``None`` for never, any ``Answer``, or a ``ProviderError`
   :func:`mock_camara`, :func:`mock_aliyun`, :func:`mock_rnd`,
   :func:`mock_provider`) for apps that mock at the ``requests`` layer.
 
+The ``recyclecheck`` pytest plugin (:mod:`recyclecheck.testing.pytest_plugin`)
+wraps these in fixtures: ``recyclecheck_sandbox``, ``recyclecheck_guard``,
+``recyclecheck_decisions``, ``recyclecheck_fake_server``,
+``recyclecheck_fake_server_env`` and ``recyclecheck_responses``.
+
 Needs the ``testing`` extra (``pip install 'recyclecheck[testing]'``) for
 ``responses`` and ``trustme``; both are imported only when used.  Importing
 :mod:`recyclecheck` never imports this package.
@@ -28,6 +37,7 @@ Needs the ``testing`` extra (``pip install 'recyclecheck[testing]'``) for
 from __future__ import annotations
 
 from ._backend import Credentials
+from ._decisions import DecisionLog
 from ._faults import (
     AuthRefused,
     Fault,
@@ -50,11 +60,13 @@ from ._mocks import (
     mock_telesign,
     mock_twilio,
 )
+from ._script import RecordedLookup, ScriptedSandbox
 from ._server import FakeProviderServer, RecordedRequest
 
 __all__ = [
     "AuthRefused",
     "Credentials",
+    "DecisionLog",
     "FakeProviderServer",
     "Fault",
     "Hang",
@@ -63,9 +75,11 @@ __all__ = [
     "Latency",
     "MalformedJson",
     "RateLimit",
+    "RecordedLookup",
     "RecordedRequest",
     "Redirect",
     "Reset",
+    "ScriptedSandbox",
     "ServerError",
     "SlowDrip",
     "mock_aliyun",
