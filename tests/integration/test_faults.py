@@ -78,6 +78,16 @@ def never_reissued(kind: str) -> str:
     return CN_NEVER if kind == "aliyun" else US_NEVER
 
 
+def twilio_at(base_url: str) -> TwilioProvider:
+    """A Twilio adapter with the fake's credentials, pointed at any server."""
+    credentials = Credentials()
+    return TwilioProvider(
+        account_sid=credentials.twilio_account_sid,
+        auth_token=credentials.twilio_auth_token,
+        base_url=base_url,
+    )
+
+
 def lookups(server: FakeProviderServer, number: str | None = None) -> list[Any]:
     """The lookup requests the server received (for ``number`` only, when given)."""
     return [
@@ -192,13 +202,7 @@ def _closed_port() -> int:
 
 def test_connection_refused() -> None:
     """Nothing listening: step up at once (the one retry is refused too)."""
-    credentials = Credentials()
-    provider = TwilioProvider(
-        account_sid=credentials.twilio_account_sid,
-        auth_token=credentials.twilio_auth_token,
-        base_url=f"http://127.0.0.1:{_closed_port()}",
-    )
-    with Guard(provider, timeout=TIMEOUT) as guard:
+    with Guard(twilio_at(f"http://127.0.0.1:{_closed_port()}"), timeout=TIMEOUT) as guard:
         decision, wall = timed_check(guard, US_NEVER)
     assert_step_up_unavailable(decision)
     assert_within_deadline(decision, wall)
@@ -441,16 +445,10 @@ CONFUSED_BODIES = {
 @pytest.mark.parametrize("body", list(CONFUSED_BODIES.values()), ids=list(CONFUSED_BODIES))
 def test_well_formed_http_with_wrong_json_steps_up(body: str) -> None:
     """Type-confused answers over a real socket: a provider error, never an allow."""
-    credentials = Credentials()
     encoded = body.encode("latin-1")
-    with raw_server(respond("200 OK", encoded, {"Content-Type": "application/json"})) as url:
-        provider = TwilioProvider(
-            account_sid=credentials.twilio_account_sid,
-            auth_token=credentials.twilio_auth_token,
-            base_url=url,
-        )
-        with Guard(provider, timeout=TIMEOUT) as guard:
-            decision, wall = timed_check(guard, US_NEVER)
+    answer = respond("200 OK", encoded, {"Content-Type": "application/json"})
+    with raw_server(answer) as url, Guard(twilio_at(url), timeout=TIMEOUT) as guard:
+        decision, wall = timed_check(guard, US_NEVER)
     assert_step_up_unavailable(decision)
     assert_within_deadline(decision, wall)
 
