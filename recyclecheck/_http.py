@@ -97,11 +97,12 @@ _request_scope = threading.local()
 
 
 class _WithholdOwnUrls(logging.Filter):
-    """Withholds request paths from urllib3's DEBUG records for our own requests.
+    """Withholds request paths from urllib3's records for our own requests.
 
-    urllib3 logs every request line, and some providers carry the number in the
-    path.  Only records emitted by a thread inside one of our requests are
-    touched; the app's own HTTP logging is left alone.
+    urllib3 logs every request line (DEBUG) and the full URL of a response whose
+    headers do not parse (WARNING), and some providers carry the number in the
+    path or query.  Only records emitted by a thread inside one of our requests
+    are touched; the app's own HTTP logging is left alone.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -117,13 +118,16 @@ class _WithholdOwnUrls(logging.Filter):
 
 _filter_lock = threading.Lock()
 _filter_installed = False
+#: urllib3's loggers whose records quote a request's path or URL.
+_URLLIB3_LOGGERS_WITH_URLS = ("urllib3.connectionpool", "urllib3.connection")
 
 
 def _install_url_filter() -> None:
     global _filter_installed  # noqa: PLW0603 - one filter per process, installed on first use
     with _filter_lock:
         if not _filter_installed:
-            logging.getLogger("urllib3.connectionpool").addFilter(_WithholdOwnUrls())
+            for name in _URLLIB3_LOGGERS_WITH_URLS:
+                logging.getLogger(name).addFilter(_WithholdOwnUrls())
             _filter_installed = True
 
 
@@ -191,6 +195,20 @@ class HttpClient:
 
     def close(self) -> None:
         """Close pooled connections."""
+        # urllib3 2 only forgets its pools on clear() and leaves closing them to a
+        # finalizer, which never runs while anything still refers to a pool (an
+        # error's traceback holds the response that holds it): close each one here.
+        for adapter in self._session.adapters.values():
+            managers = [getattr(adapter, "poolmanager", None)]
+            managers.extend(getattr(adapter, "proxy_manager", {}).values())
+            for manager in managers:
+                pools: Any = getattr(manager, "pools", None)
+                if pools is None:
+                    continue
+                for key in pools.keys():  # noqa: SIM118 - urllib3 refuses iter(); keys() snapshots
+                    pool = pools.get(key)
+                    if pool is not None:
+                        pool.close()
         self._session.close()
 
     # -- timeouts -----------------------------------------------------------------
@@ -270,6 +288,7 @@ class HttpClient:
         left: float,
         proxies: Mapping[str, str],
     ) -> requests.Response:
+        failure: ProviderTimeout | ProviderUnavailable
         try:
             return self._session.request(
                 method,
@@ -283,17 +302,19 @@ class HttpClient:
                 proxies=dict(proxies),
                 stream=True,
             )
-        # Never chain requests' exceptions: their text carries the URL, hence the number.
+        # Never chain requests' exceptions: their text and attributes carry the URL, hence
+        # the number.  Raised after the handler, so not even __context__ keeps one.
         except requests.exceptions.SSLError:
-            raise ProviderUnavailable(
+            failure = ProviderUnavailable(
                 "TLS verification failed", provider=self.provider, retryable=False
-            ) from None
+            )
         except requests.exceptions.Timeout:
-            raise ProviderTimeout("no answer before the deadline", provider=self.provider) from None
+            failure = ProviderTimeout("no answer before the deadline", provider=self.provider)
         except requests.exceptions.RequestException as exc:
-            raise ProviderUnavailable(
+            failure = ProviderUnavailable(
                 f"transport error ({type(exc).__name__})", provider=self.provider
-            ) from None
+            )
+        raise failure from None
 
     def _read_body(self, response: requests.Response, deadline: float) -> bytes:
         declared = response.headers.get("Content-Length")

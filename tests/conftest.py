@@ -1,4 +1,4 @@
-"""Shared test configuration: live tests stay off unless asked for."""
+"""Shared test configuration: live tests stay off unless asked for; one real redis-server."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from .privacy import leaks
+from .redisserver import RedisServer, running_redis
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -48,3 +49,10 @@ def _no_phone_number_in_any_log() -> Iterator[None]:
         root.setLevel(previous)
     leaked = [text for text in handler.texts if leaks(text)]
     assert not leaked, f"phone number in log output: {leaked[:3]}"
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A throwaway redis-server for the whole session (skipped without one, see tests.redisserver)."""
+    with running_redis(tmp_path_factory.mktemp("redis")) as server:
+        yield server

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import gc
 import json
 import socket
 import ssl
@@ -310,3 +312,54 @@ def test_a_late_byte_does_not_extend_the_wait_past_the_deadline() -> None:
         with pytest.raises(ProviderTimeout):
             client().request("GET", base + "/")
         assert time.monotonic() - started < 0.5
+
+
+class _KeepAlive(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        status, body = (302, b"") if self.path == "/redirect" else (200, b"{}")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def _open_sockets_to(port: int) -> int:
+    """Sockets of this process still open and connected to ``port`` on 127.0.0.1."""
+    count = 0
+    for candidate in gc.get_objects():
+        if isinstance(candidate, socket.socket) and candidate.fileno() != -1:
+            with contextlib.suppress(OSError):  # not connected
+                count += candidate.getpeername() == ("127.0.0.1", port)
+    return count
+
+
+def test_close_shuts_pooled_sockets_while_an_error_still_refers_to_the_pool() -> None:
+    """close() closes every idle pooled connection at once, not when the GC gets round to it.
+
+    urllib3 2 leaves a cleared pool to its finalizer, and an error's traceback
+    holds the response that holds the pool: a caller keeping the last error (or
+    a worker thread keeping its last task) kept the sockets open after close().
+    """
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _KeepAlive)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    base = f"http://127.0.0.1:{port}"
+    try:
+        http = client()
+        with within(2):
+            # ``info`` keeps the error, and with it the pool, alive past close().
+            with pytest.raises(ProviderResponseError, match="redirect") as info:
+                http.request("GET", base + "/redirect")
+            http.request("GET", base + "/ok")  # leaves one idle keep-alive connection
+        assert _open_sockets_to(port) == 1
+        http.close()
+        assert _open_sockets_to(port) == 0, f"still open after close(), with {info.value!r} alive"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import socket
 import time
+import traceback
 from urllib.parse import quote
 
 import pytest
 
-from recyclecheck import Guard, InvalidInput, MemoryCache, ProviderError
+from recyclecheck import (
+    Guard,
+    InvalidInput,
+    MemoryCache,
+    ProviderError,
+    ProviderTimeout,
+    ProviderUnavailable,
+)
 from recyclecheck._deadline import deadline_scope
 from recyclecheck._http import HttpClient
 from recyclecheck._phone import normalize
@@ -97,3 +106,50 @@ def test_urllib3_debug_lines_withhold_our_request_paths(caplog: pytest.LogCaptur
     lines = [r.getMessage() for r in caplog.records if r.name.startswith("urllib3")]
     assert any("<withheld>" in line for line in lines)
     assert not [line for line in lines if leaks(line, NUMBERS)]
+
+
+def test_urllib3_header_warnings_withhold_our_urls(caplog: pytest.LogCaptureFixture) -> None:
+    """A response header line that does not parse makes urllib3 warn with the full URL.
+
+    That is a WARNING, so it reaches production logs: for our requests the URL is withheld.
+    """
+
+    # ": no-name" is a header line without a name.
+    malformed_header = respond("200 OK", b'{"changed": false}', {"": "no-name"})
+    caplog.set_level(logging.DEBUG, logger="urllib3")
+    with raw_server(malformed_header) as base:
+        provider = PathProvider(base)
+        with deadline_scope(time.monotonic() + 2):
+            provider.lookup(NUMBERS[0], dt.date(2022, 5, 9))
+    warnings = [
+        record.getMessage()
+        for record in caplog.records
+        if record.name == "urllib3.connection" and record.levelno == logging.WARNING
+    ]
+    assert len(warnings) == 1
+    assert warnings[0].startswith("Failed to parse headers (url=<withheld>)")
+    assert leaks(caplog.text, NUMBERS) == []
+
+
+def test_transport_errors_keep_no_requests_exception() -> None:
+    """A transport error keeps no requests exception, not even as a suppressed ``__context__``.
+
+    requests' and urllib3's exceptions quote the URL in their text and attributes:
+    here the number is in the path and in the query, as Twilio and Alibaba send it.
+    """
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    path = f"/v2/PhoneNumbers/{quote(NUMBERS[0], safe='')}"
+    params = {"InputNumber": NUMBERS[0][3:]}
+    client = HttpClient(provider="pathy")
+    errors: list[ProviderError] = []
+    with raw_server(hang) as hung:
+        for base, expected in ((closed, ProviderUnavailable), (hung, ProviderTimeout)):
+            with deadline_scope(time.monotonic() + 0.3), pytest.raises(expected) as info:
+                client.request("GET", base + path, params=params)
+            errors.append(info.value)
+    for error in errors:
+        assert (error.__cause__, error.__context__) == (None, None)
+        text = "".join(traceback.format_exception(error)) + repr(vars(error))
+        assert leaks(text, NUMBERS) == []

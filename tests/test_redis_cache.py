@@ -6,7 +6,6 @@ import datetime as dt
 import hashlib
 import logging
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -23,8 +22,7 @@ from recyclecheck._redis_cache import MAX_SOCKET_TIMEOUT, RedisCache
 from recyclecheck.providers import LastChange
 
 from .fakes import ScriptedProvider
-
-REQUIRE = os.environ.get("RECYCLECHECK_REQUIRE_REDIS") == "1"
+from .redisserver import FAST, REQUIRE, RedisServer, free_port
 
 try:
     import redis
@@ -42,86 +40,11 @@ GUARD_SECRET = b"guard-secret-0123456789abcdef"
 E164 = "+8613900139000"
 NATIONAL = "13900139000"
 UTC = dt.timezone.utc
-FAST = 0.05  # the socket timeouts the docs recommend
 QUIET = Fact(quiet_from=dt.date(2023, 4, 1), quiet_until=time.time() + 3600)
 CHANGE = Fact(changed_from=dt.date(2024, 3, 1), change_exact=True)
 
 
-# -- a real redis-server ---------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class RedisServer:
-    """A throwaway redis-server on 127.0.0.1, no persistence."""
-
-    def __init__(self, workdir: Path) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            if REQUIRE:
-                pytest.fail("redis-server not found and RECYCLECHECK_REQUIRE_REDIS=1")
-            pytest.skip("redis-server not found on PATH")
-        self.port = _free_port()
-        self.proc = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(workdir),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        probe = redis.Redis(port=self.port, socket_timeout=0.2, socket_connect_timeout=0.2)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                if probe.ping():
-                    break
-            except redis.RedisError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    pytest.fail("redis-server did not start")
-                time.sleep(0.02)
-        probe.close()
-
-    def client(self, **overrides: object) -> redis.Redis:
-        options: dict[str, object] = {
-            "socket_timeout": FAST,
-            "socket_connect_timeout": FAST,
-            "retry": Retry(NoBackoff(), 0),
-        }
-        options.update(overrides)
-        return redis.Redis(host="127.0.0.1", port=self.port, **options)  # type: ignore[arg-type]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:  # pragma: no cover
-                self.proc.kill()
-                self.proc.wait(5)
-
-
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    try:
-        yield server
-    finally:
-        server.stop()
+# -- a real redis-server (the session fixture ``redis_server`` is in conftest) ---------
 
 
 @pytest.fixture
@@ -140,7 +63,7 @@ def cache(client: redis.Redis) -> RedisCache:
 def closed_port_client() -> redis.Redis:
     return redis.Redis(
         host="127.0.0.1",
-        port=_free_port(),  # nothing listens there any more
+        port=free_port(),  # nothing listens there any more
         socket_timeout=FAST,
         socket_connect_timeout=FAST,
         retry=Retry(NoBackoff(), 0),
@@ -484,12 +407,12 @@ def test_connect_timeout_may_default_to_socket_timeout(redis_server: RedisServer
 def test_default_client_is_refused() -> None:
     """redis.Redis() with its defaults (multi-second timeouts or none, retries) is refused."""
     with pytest.raises(ConfigurationError):
-        RedisCache(redis.Redis(port=_free_port()), secret=SECRET)
+        RedisCache(redis.Redis(port=free_port()), secret=SECRET)
 
 
 def test_url_client_needs_a_connect_timeout() -> None:
     """from_url clients must say socket_connect_timeout too."""
-    port = _free_port()
+    port = free_port()
     with pytest.raises(ConfigurationError, match="socket_connect_timeout"):
         RedisCache(
             redis.Redis.from_url(f"redis://127.0.0.1:{port}/0?socket_timeout=0.05"),
