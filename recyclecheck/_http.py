@@ -382,9 +382,12 @@ class HttpClient:
         try:
             return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
         except (ValueError, RecursionError):
-            raise ProviderResponseError(
-                "malformed JSON", provider=self.provider, status=response.status
-            ) from None
+            pass
+        # Raised outside the handler: a JSONDecodeError keeps the whole body in ``.doc``,
+        # and the body may echo the number; not even a suppressed __context__ keeps it.
+        raise ProviderResponseError(
+            "malformed JSON", provider=self.provider, status=response.status
+        )
 
     def raise_for_status(self, response: HttpResponse, *, code: str | None = None) -> None:
         """Map a non-2xx status to the matching ProviderError.

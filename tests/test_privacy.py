@@ -16,6 +16,7 @@ from recyclecheck import (
     InvalidInput,
     MemoryCache,
     ProviderError,
+    ProviderResponseError,
     ProviderTimeout,
     ProviderUnavailable,
 )
@@ -153,3 +154,21 @@ def test_transport_errors_keep_no_requests_exception() -> None:
         assert (error.__cause__, error.__context__) == (None, None)
         text = "".join(traceback.format_exception(error)) + repr(vars(error))
         assert leaks(text, NUMBERS) == []
+
+
+def test_malformed_json_errors_keep_no_decoder_error() -> None:
+    """A JSONDecodeError keeps the whole body in ``.doc``; the body may echo the number.
+
+    The ProviderResponseError keeps no such error, not even as a suppressed ``__context__``.
+    """
+    body = b'{"phone_number": "' + NUMBERS[0].encode() + b'", "valid": tru'
+    with raw_server(respond("200 OK", body, {"Content-Type": "application/json"})) as base:
+        client = HttpClient(provider="pathy")
+        with deadline_scope(time.monotonic() + 2):
+            response = client.request("GET", base + "/")
+        with pytest.raises(ProviderResponseError, match="malformed JSON") as info:
+            client.json_body(response)
+    error = info.value
+    assert (error.__cause__, error.__context__) == (None, None)
+    text = "".join(traceback.format_exception(error)) + repr(vars(error))
+    assert leaks(text, NUMBERS) == []
