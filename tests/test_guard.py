@@ -22,6 +22,7 @@ from recyclecheck import (
     ProviderUnavailable,
     Reason,
 )
+from recyclecheck._resilience import WorkerPool
 from recyclecheck.providers import ChangedSince, LastChange, NoData, NotCovered, SandboxProvider
 
 from .fakes import HangingProvider, ScriptedProvider, in_turn
@@ -558,6 +559,31 @@ def test_breaker_transitions_and_pool_saturation_are_logged(
     finally:
         provider.release.set()
     assert any("PoolSaturated" in r.getMessage() for r in caplog.records)
+
+
+def test_a_worker_is_free_once_its_caller_has_the_answer() -> None:
+    """A caller that got its answer and submits again at once is never refused.
+
+    The worker used to count as busy until it had also run the future's done
+    callbacks (the Guard's own runs there), so with as many concurrent logins
+    as max_workers some were refused as PoolSaturated against a healthy
+    provider.  Here the callback is held open while the caller submits again.
+    """
+    pool = WorkerPool(1)
+    go, in_callback, release = threading.Event(), threading.Event(), threading.Event()
+    first = pool.submit(lambda: go.wait(5))
+    assert first is not None
+    first.add_done_callback(lambda _f: (in_callback.set(), release.wait(5)))
+    go.set()
+    try:
+        assert first.result(timeout=5) is True
+        assert in_callback.wait(5)
+        second = pool.submit(lambda: "answered")
+        assert second is not None, "refused while the only worker had already answered"
+    finally:
+        release.set()
+    assert second.result(timeout=5) == "answered"
+    assert pool.threads == 1
 
 
 def test_policy_and_region_mistakes_are_configuration_errors() -> None:
