@@ -119,6 +119,10 @@ class _HTTPServer(ThreadingHTTPServer):
 
     daemon_threads = True
     block_on_close = False
+    # socketserver's default listen backlog is 5: a concurrent client reconnecting
+    # while the accept loop waits for the GIL overflowed it, and the kernel dropped
+    # the extra SYNs, stalling each of those clients for a retransmit (1 s or more).
+    request_queue_size = 128
 
     def __init__(
         self,

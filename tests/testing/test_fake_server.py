@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -58,6 +59,7 @@ from recyclecheck.testing import (
     ServerError,
     SlowDrip,
 )
+from recyclecheck.testing import _server as fake_server_module
 
 SINCE = dt.date(2024, 3, 1)
 REISSUED_ON = dt.date(2024, 5, 1)
@@ -713,6 +715,40 @@ def test_requests_are_recorded_from_many_threads(server: FakeProviderServer) -> 
         thread.join(10)
     assert errors == []
     assert len(server.requests) == 40
+
+
+def test_a_burst_of_connections_queues_while_the_server_is_busy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Connections made while the accept loop is busy wait in the listen backlog.
+
+    socketserver's default backlog is 5: under a concurrent client reconnecting
+    after faults, the kernel dropped the SYNs beyond it and each dropped client
+    stalled for a SYN retransmit (a second or more), so checks against a
+    healthy number timed out.  The accept loop is held here, and a burst of 64
+    connections must still complete their handshakes at once.
+    """
+    release = threading.Event()
+    accept = fake_server_module._HTTPServer.get_request
+
+    def busy_accept(self: Any) -> Any:
+        release.wait(10)
+        return accept(self)
+
+    monkeypatch.setattr(fake_server_module._HTTPServer, "get_request", busy_accept)
+    with FakeProviderServer(NUMBERS) as fake:
+        connections: list[socket.socket] = []
+        try:
+            for n in range(64):
+                try:
+                    connection = socket.create_connection(("127.0.0.1", fake.port), timeout=0.5)
+                except TimeoutError:
+                    pytest.fail(f"connection {n + 1} of 64 was dropped: the backlog overflowed")
+                connections.append(connection)
+        finally:
+            release.set()
+            for connection in connections:
+                connection.close()
 
 
 # -- TLS and lifecycle -----------------------------------------------------------------
