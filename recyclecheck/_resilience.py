@@ -170,28 +170,32 @@ class WorkerPool:
 
     def _work(self) -> None:
         while True:
-            future, fn = self._queue.get()
-            running = False
-            result: object = None
-            error: BaseException | None = None
-            try:
-                running = future.set_running_or_notify_cancel()
-                if running:
-                    try:
-                        result = fn()
-                    except BaseException as exc:  # handed to the waiting caller
-                        error = exc
-            finally:
-                # Free the slot before answering: a caller that has its answer may
-                # submit again at once, while this thread still runs done callbacks.
-                with self._lock:
-                    self._in_flight -= 1
-            if not running:
-                continue
-            if error is not None:
-                future.set_exception(error)
-            else:
-                future.set_result(result)
+            self._run_one(*self._queue.get())
+            # Nothing of the task outlives it here: an idle worker would otherwise keep
+            # its last closure (the number it looked up) until the next task arrives.
+
+    def _run_one(self, future: Future[object], fn: Callable[[], object]) -> None:
+        running = False
+        result: object = None
+        error: BaseException | None = None
+        try:
+            running = future.set_running_or_notify_cancel()
+            if running:
+                try:
+                    result = fn()
+                except BaseException as exc:  # handed to the waiting caller
+                    error = exc
+        finally:
+            # Free the slot before answering: a caller that has its answer may
+            # submit again at once, while this thread still runs done callbacks.
+            with self._lock:
+                self._in_flight -= 1
+        if not running:
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
 
 
 def _lookup_once(provider: Provider, number: str, since: object) -> Answer:

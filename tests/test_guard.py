@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
+import weakref
 
 import pytest
 
@@ -592,3 +593,26 @@ def test_policy_and_region_mistakes_are_configuration_errors() -> None:
         Guard(ScriptedProvider(), default_region="XX")
     with pytest.raises(ConfigurationError):
         Policy(on_reissued=Action.ALLOW)
+
+
+def test_an_idle_worker_keeps_nothing_of_its_last_lookup() -> None:
+    """Once a lookup is answered, the worker holds no reference to its task.
+
+    The task's closure holds the E.164 number; an idle worker used to keep its
+    last one until the next lookup came, for as long as the process lived.
+    """
+
+    class Task:
+        def __call__(self) -> str:
+            return "answered"
+
+    pool = WorkerPool(1)
+    task = Task()
+    gone = threading.Event()
+    alive = weakref.ref(task, lambda _ref: gone.set())
+    future = pool.submit(task)
+    assert future is not None
+    assert future.result(timeout=5) == "answered"
+    del task, future
+    assert gone.wait(5), f"the idle worker still refers to its task: {alive()!r}"
+    assert pool.threads == 1
