@@ -302,18 +302,23 @@ def fake_process() -> Iterator[FakeProcess]:
         process.join(10)
 
 
-class _SdkWarnings(logging.Handler):
-    """Checks each SDK record for phone numbers as it comes, and keeps only counts."""
+class _SdkWarnings(logging.Filter):
+    """Checks each SDK record for phone numbers as it comes, keeps only counts, and
+    drops the record (a logger filter runs before any handler sees it)."""
 
     _ERROR = re.compile(r"provider failure: provider=twilio error=(\w+)$")
 
     def __init__(self) -> None:
-        super().__init__(logging.WARNING)
+        super().__init__()
         self.errors: Counter[str] = Counter()
         self.other: Counter[str] = Counter()
         self.leaked: list[str] = []
 
-    def emit(self, record: logging.LogRecord) -> None:
+    def filter(self, record: logging.LogRecord) -> bool:
+        self.count(record)
+        return False
+
+    def count(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
         extras = " ".join(str(v) for k, v in vars(record).items() if k.startswith("recyclecheck"))
         if leaks(f"{message} {extras}") and len(self.leaked) < 5:
@@ -336,23 +341,24 @@ def sdk_warnings() -> Iterator[_SdkWarnings]:
     be the largest memory growth in the process: the memory bound would
     measure the harness, not the SDK.  So per-request records are off
     (``urllib3`` and ``recyclecheck`` at WARNING; the privacy tests cover
-    them), and the SDK's warnings go to this handler, which applies the same
+    them), and the SDK's warnings go to this filter, which applies the same
     ``leaks`` check to each one as it arrives and keeps only counts.
     """
-    handler = _SdkWarnings()
+    # A filter, not a handler on a non-propagating logger: pytest (9.2 and later)
+    # attaches its capture handler to every non-propagating logger, and would
+    # keep every record again.
+    counter = _SdkWarnings()
     sdk, urllib3 = logging.getLogger("recyclecheck"), logging.getLogger("urllib3")
-    saved = (sdk.level, sdk.propagate, urllib3.level)
+    saved = (sdk.level, urllib3.level)
     sdk.setLevel(logging.WARNING)
     urllib3.setLevel(logging.WARNING)
-    sdk.propagate = False
-    sdk.addHandler(handler)
+    sdk.addFilter(counter)
     try:
-        yield handler
+        yield counter
     finally:
-        sdk.removeHandler(handler)
-        sdk.propagate = saved[1]
+        sdk.removeFilter(counter)
         sdk.setLevel(saved[0])
-        urllib3.setLevel(saved[2])
+        urllib3.setLevel(saved[1])
 
 
 # -- measurements -------------------------------------------------------------------------
