@@ -117,6 +117,19 @@ def assert_step_up_unavailable(decision: Decision) -> None:
     assert not decision.cached
 
 
+def fails_in_time(
+    server: FakeProviderServer, guard: Guard, kind: str, fault: Any
+) -> tuple[str, Decision]:
+    """Inject ``fault`` on a never-reissued number, check it, and assert the login steps
+    up with ``provider_unavailable`` by the deadline; returns the number and Decision."""
+    number = never_reissued(kind)
+    server.inject(fault, number=number)
+    decision, wall = timed_check(guard, number)
+    assert_step_up_unavailable(decision)
+    assert_within_deadline(decision, wall)
+    return number, decision
+
+
 @pytest.fixture
 def server() -> Iterator[FakeProviderServer]:
     with FakeProviderServer(NUMBERS) as fake:
@@ -162,11 +175,7 @@ def test_slow_provider_costs_one_deadline(
     server: FakeProviderServer, guard: Guard, kind: str, fault: Any
 ) -> None:
     """Whatever the provider does with the connection, the login waits one deadline, no more."""
-    number = never_reissued(kind)
-    server.inject(fault, number=number)
-    decision, wall = timed_check(guard, number)
-    assert_step_up_unavailable(decision)
-    assert_within_deadline(decision, wall)
+    number, decision = fails_in_time(server, guard, kind, fault)
     # It really waited for the provider (no early give-up for another reason)...
     assert decision.elapsed >= TIMEOUT / 2
     # ...and asked it once: a timeout leaves no time for a retry.
@@ -211,11 +220,7 @@ def test_connection_refused() -> None:
 
 def test_connection_reset(server: FakeProviderServer, guard: Guard, kind: str) -> None:
     """A reset after the request is a transport failure: retried once, then step up."""
-    number = never_reissued(kind)
-    server.inject(Reset(), number=number)
-    decision, wall = timed_check(guard, number)
-    assert_step_up_unavailable(decision)
-    assert_within_deadline(decision, wall)
+    number, _ = fails_in_time(server, guard, kind, Reset())
     assert [r.fault for r in lookups(server, number)] == [Reset(), Reset()]
 
 
@@ -276,11 +281,7 @@ def test_rate_limit_with_a_long_retry_after_is_not_waited_for(
     server: FakeProviderServer, guard: Guard, kind: str, retry_after: Any
 ) -> None:
     """429 asking for six hours: step up at once, no retry, no sleeping through the login."""
-    number = never_reissued(kind)
-    server.inject(RateLimit(retry_after), number=number)
-    decision, wall = timed_check(guard, number)
-    assert_step_up_unavailable(decision)
-    assert_within_deadline(decision, wall)
+    number, decision = fails_in_time(server, guard, kind, RateLimit(retry_after))
     assert decision.elapsed < TIMEOUT / 2
     assert len(lookups(server, number)) == 1
 
@@ -330,11 +331,7 @@ def test_refused_credentials_step_up_without_retry(
     """An auth failure is not transient: step up.  Adapters holding an OAuth token
     fetch a fresh one once (it may have been revoked early) and try again; the
     others make one call."""
-    number = never_reissued(kind)
-    server.inject(AuthRefused(), number=number)
-    decision, wall = timed_check(guard, number)
-    assert_step_up_unavailable(decision)
-    assert_within_deadline(decision, wall)
+    number, _ = fails_in_time(server, guard, kind, AuthRefused())
     expected_calls = 2 if kind in TOKEN_ADAPTERS else 1
     assert len(lookups(server, number)) == expected_calls
 
@@ -412,11 +409,7 @@ def test_malformed_answers_step_up(
     server: FakeProviderServer, guard: Guard, kind: str, fault: Any
 ) -> None:
     """Nothing malformed is ever read as "not reissued", even for a never-reissued number."""
-    number = never_reissued(kind)
-    server.inject(fault, number=number)
-    decision, wall = timed_check(guard, number)
-    assert_step_up_unavailable(decision)
-    assert_within_deadline(decision, wall)
+    number, _ = fails_in_time(server, guard, kind, fault)
     # A 502 page is a transient server error (one retry); the rest are not retried.
     expected_calls = 2 if fault == HtmlErrorPage(502) else 1
     assert len(lookups(server, number)) == expected_calls
