@@ -11,6 +11,13 @@ from contextlib import contextmanager
 Handler = Callable[[socket.socket], None]
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listened on a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 @contextmanager
 def raw_server(handler: Handler) -> Iterator[str]:
     """Serve each connection with ``handler`` on 127.0.0.1; yields the base URL."""

@@ -11,13 +11,14 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from .rawserver import free_port
 
 try:
     import redis
@@ -26,19 +27,12 @@ try:
 except ImportError:  # pragma: no cover - the tests extra installs redis
     redis = None  # conftest imports this module, so it must import without redis-py
 
-__all__ = ["FAST", "REQUIRE", "RedisServer", "free_port", "running_redis"]
+__all__ = ["FAST", "REQUIRE", "RedisServer", "running_redis"]
 
 #: Set RECYCLECHECK_REQUIRE_REDIS=1 to turn "no Redis here" from a skip into a failure.
 REQUIRE = os.environ.get("RECYCLECHECK_REQUIRE_REDIS") == "1"
 #: The socket timeouts the docs recommend for a RedisCache client.
 FAST = 0.05
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listened on a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class RedisServer:

@@ -27,7 +27,7 @@ from recyclecheck import (
 from recyclecheck._deadline import deadline_scope, remaining_time
 from recyclecheck._http import USER_AGENT, HttpClient, parse_retry_after
 
-from .rawserver import hang, raw_server, reset, respond, trickle
+from .rawserver import free_port, hang, raw_server, reset, respond, trickle
 
 NUMBER_PATH = "/v2/PhoneNumbers/+8613800138000"
 
@@ -115,10 +115,7 @@ def test_redirects_are_never_followed() -> None:
 
 def test_connection_refused_is_unavailable_and_fast() -> None:
     """Nothing listening: ProviderUnavailable at once."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
+    port = free_port()
     with within(2):
         started = time.monotonic()
         with pytest.raises(ProviderUnavailable) as info:

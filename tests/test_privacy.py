@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import socket
 import time
 import traceback
 from urllib.parse import quote
@@ -26,7 +25,7 @@ from recyclecheck._phone import normalize
 from recyclecheck.providers import Answer, ChangedSince, SandboxProvider
 
 from .privacy import leaks
-from .rawserver import hang, raw_server, respond
+from .rawserver import free_port, hang, raw_server, respond
 
 NUMBERS = ("+8613800138000", "+8613900139000", "+14155552671", "+8618612345678")
 BOUND = dt.datetime(2022, 5, 10, tzinfo=dt.timezone.utc)
@@ -138,9 +137,7 @@ def test_transport_errors_keep_no_requests_exception() -> None:
     requests' and urllib3's exceptions quote the URL in their text and attributes:
     here the number is in the path and in the query, as Twilio and Alibaba send it.
     """
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    closed = f"http://127.0.0.1:{free_port()}"
     path = f"/v2/PhoneNumbers/{quote(NUMBERS[0], safe='')}"
     params = {"InputNumber": NUMBERS[0][3:]}
     client = HttpClient(provider="pathy")

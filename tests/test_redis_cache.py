@@ -22,7 +22,8 @@ from recyclecheck._redis_cache import MAX_SOCKET_TIMEOUT, RedisCache
 from recyclecheck.providers import LastChange
 
 from .fakes import ScriptedProvider
-from .redisserver import FAST, REQUIRE, RedisServer, free_port
+from .rawserver import free_port
+from .redisserver import FAST, REQUIRE, RedisServer
 
 try:
     import redis

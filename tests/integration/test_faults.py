@@ -15,7 +15,6 @@ the slack is larger only to keep a loaded CI runner from failing the suite.
 from __future__ import annotations
 
 import datetime as dt
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -43,7 +42,7 @@ from recyclecheck.testing import (
     SlowDrip,
 )
 
-from ..rawserver import raw_server, respond
+from ..rawserver import free_port, raw_server, respond
 
 TIMEOUT = 0.5
 SLACK = 0.1
@@ -203,15 +202,9 @@ def test_a_body_trickling_in_within_each_read_timeout_still_ends_at_the_deadline
     assert_within_deadline(decision, wall)
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_connection_refused() -> None:
     """Nothing listening: step up at once (the one retry is refused too)."""
-    with Guard(twilio_at(f"http://127.0.0.1:{_closed_port()}"), timeout=TIMEOUT) as guard:
+    with Guard(twilio_at(f"http://127.0.0.1:{free_port()}"), timeout=TIMEOUT) as guard:
         decision, wall = timed_check(guard, US_NEVER)
     assert_step_up_unavailable(decision)
     assert_within_deadline(decision, wall)

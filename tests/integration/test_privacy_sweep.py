@@ -112,8 +112,8 @@ from recyclecheck.testing import (
 from recyclecheck.testing._faults import FAULT_TYPES
 
 from ..privacy import forbidden_forms, leaks
-from ..rawserver import raw_server
-from ..redisserver import RedisServer, free_port
+from ..rawserver import free_port, raw_server
+from ..redisserver import RedisServer
 
 #: The Guard's deadline, and the deadline of each direct lookup.  Generous, so that
 #: the normal answers arrive in time even with every fault in flight at once.
