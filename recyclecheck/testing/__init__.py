@@ -11,9 +11,10 @@ takes: a reissue date, ``None`` for never, any ``Answer``, or a ``ProviderError`
   supported provider's wire format (Twilio, Telesign, CAMARA with its token
   endpoint, Alibaba, the US RND), checks credentials and signatures like the
   real services, records requests and injects faults (:class:`Latency`,
-  :class:`Hang`, :class:`SlowDrip`, :class:`RateLimit`, :class:`ServerError`,
-  :class:`Reset`, :class:`MalformedJson`, :class:`HtmlErrorPage`,
-  :class:`HugeBody`, :class:`Redirect`, :class:`AuthRefused`)::
+  :class:`Hang`, :class:`SlowDrip`, :class:`HeaderDrip`, :class:`ChunkDrip`,
+  :class:`RateLimit`, :class:`ServerError`, :class:`Reset`,
+  :class:`MalformedJson`, :class:`HtmlErrorPage`, :class:`HugeBody`,
+  :class:`Redirect`, :class:`AuthRefused`)::
 
       with FakeProviderServer({"+8613800138000": date(2024, 3, 1)}) as server:
           server.inject(ServerError(503), times=1)
@@ -40,8 +41,10 @@ from ._backend import Credentials
 from ._decisions import DecisionLog
 from ._faults import (
     AuthRefused,
+    ChunkDrip,
     Fault,
     Hang,
+    HeaderDrip,
     HtmlErrorPage,
     HugeBody,
     Latency,
@@ -65,11 +68,13 @@ from ._server import FakeProviderServer, RecordedRequest
 
 __all__ = [
     "AuthRefused",
+    "ChunkDrip",
     "Credentials",
     "DecisionLog",
     "FakeProviderServer",
     "Fault",
     "Hang",
+    "HeaderDrip",
     "HtmlErrorPage",
     "HugeBody",
     "Latency",

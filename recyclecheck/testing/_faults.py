@@ -2,7 +2,7 @@
 
 Each fault is a small frozen value.  The wire-level ones (rate limit, 5xx,
 refused credentials) are rendered in the provider's own error format; the
-transport-level ones (latency, hang, slow drip, reset) act on the socket.
+transport-level ones (latency, hang, the three drips, reset) act on the socket.
 """
 
 from __future__ import annotations
@@ -23,10 +23,13 @@ from ..exceptions import (
 )
 
 __all__ = [
+    "DELIVERY_FAULTS",
     "FAULT_TYPES",
     "AuthRefused",
+    "ChunkDrip",
     "Fault",
     "Hang",
+    "HeaderDrip",
     "HtmlErrorPage",
     "HugeBody",
     "Latency",
@@ -79,6 +82,32 @@ class Hang:
 @attrs.frozen
 class SlowDrip:
     """Send the normal answer's headers, then its body one byte every ``byte_interval`` seconds."""
+
+    byte_interval: float = attrs.field(default=0.05, converter=_seconds, validator=_non_negative)
+
+
+@attrs.frozen
+class HeaderDrip:
+    """Send the normal answer's status line and headers one byte every ``byte_interval`` seconds.
+
+    The body follows at once when the headers are done.  A client waiting for
+    the headers gets a byte well inside any per-read timeout, for as long as
+    the headers last (about 130 bytes or more: several seconds at the default).
+    """
+
+    byte_interval: float = attrs.field(default=0.05, converter=_seconds, validator=_non_negative)
+
+
+@attrs.frozen
+class ChunkDrip:
+    """Send the normal answer ``Transfer-Encoding: chunked``, its framing one byte at a time.
+
+    The headers go out at once; then each body byte travels in a chunk of its
+    own, and every byte of the framing (chunk-size lines, their CRLFs, the last
+    chunk) follows ``byte_interval`` seconds after the one before.  A client
+    reading chunk-size lines gets a byte well inside any per-read timeout, for
+    far longer than the body alone would take to drip.
+    """
 
     byte_interval: float = attrs.field(default=0.05, converter=_seconds, validator=_non_negative)
 
@@ -172,6 +201,8 @@ Fault = (
     Latency
     | Hang
     | SlowDrip
+    | HeaderDrip
+    | ChunkDrip
     | RateLimit
     | ServerError
     | Reset
@@ -186,6 +217,8 @@ FAULT_TYPES = (
     Latency,
     Hang,
     SlowDrip,
+    HeaderDrip,
+    ChunkDrip,
     RateLimit,
     ServerError,
     Reset,
@@ -195,6 +228,9 @@ FAULT_TYPES = (
     Redirect,
     AuthRefused,
 )
+
+#: Faults that deliver the normal answer, late or slowly, rather than one of their own.
+DELIVERY_FAULTS = (Latency, SlowDrip, HeaderDrip, ChunkDrip)
 
 
 def fault_for_error(error: ProviderError) -> Fault:

@@ -14,6 +14,7 @@ import struct
 import sys
 import tempfile
 import threading
+import time
 import urllib.parse
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -35,9 +36,12 @@ from ..providers.twilio import TwilioProvider
 from . import _wire_aliyun, _wire_camara, _wire_rnd, _wire_telesign, _wire_twilio
 from ._backend import Backend, Credentials, normalise_number
 from ._faults import (
+    DELIVERY_FAULTS,
     FAULT_TYPES,
+    ChunkDrip,
     Fault,
     Hang,
+    HeaderDrip,
     HugeBody,
     Latency,
     Reset,
@@ -67,6 +71,12 @@ _HANDSHAKE_TIMEOUT = 5.0
 _POLL = 0.02
 _CHUNK = 64 * 1024
 
+#: How the server's answer to a request ended (:attr:`RecordedRequest.ended`).
+SENT = "sent"
+CLIENT_CLOSED = "client_closed"
+RESET = "reset"
+STOPPED = "stopped"
+
 
 @attrs.frozen
 class RecordedRequest:
@@ -76,8 +86,13 @@ class RecordedRequest:
     none), ``endpoint`` ``"lookup"`` or ``"token"``; ``number`` the E.164
     number a lookup asked about (``None`` when absent or, for a hash,
     unmatched) and ``since`` the first day a change would count for it;
-    ``fault`` the injected fault that answered it, if any.  The ``repr``
-    shows only the masked number.
+    ``fault`` the injected fault that answered it, if any.  ``ended`` says
+    how the server's answer ended: ``None`` while it is still being sent (a
+    drip, a hang), ``"sent"`` once all of it was written, ``"client_closed"``
+    when the client hung up first, ``"reset"`` for a :class:`Reset`, and
+    ``"stopped"`` when the server stopped mid-answer.  Each record is a
+    snapshot: read :attr:`FakeProviderServer.requests` again to see a later
+    ``ended``.  The ``repr`` shows only the masked number.
     """
 
     provider: str
@@ -90,6 +105,7 @@ class RecordedRequest:
     number: str | None = attrs.field(repr=False)
     since: dt.date | None = None
     fault: Fault | None = None
+    ended: str | None = None
 
     @property
     def masked(self) -> str | None:
@@ -103,7 +119,7 @@ class RecordedRequest:
     def __repr__(self) -> str:
         return (
             f"<RecordedRequest {self.provider} {self.endpoint} {self.method} "
-            f"number={self.masked} since={self.since} fault={self.fault!r}>"
+            f"number={self.masked} since={self.since} fault={self.fault!r} ended={self.ended}>"
         )
 
 
@@ -188,6 +204,20 @@ class _HTTPServer(ThreadingHTTPServer):
         _log.debug("fake provider connection ended: %s", type(sys.exc_info()[1]).__name__)
 
 
+def _readable(sock: socket.socket, wait: float) -> bool:
+    """Whether ``sock`` has data or an end of stream within ``wait`` seconds.
+
+    ``poll`` where there is one: ``select`` refuses descriptors above 1023,
+    which a busy test process (a soak, many servers) reaches.
+    """
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(sock, select.POLLIN | select.POLLPRI)
+        return bool(poller.poll(wait * 1000))
+    readable, _, _ = select.select([sock], [], [], wait)
+    return bool(readable)
+
+
 def _cut(sock: socket.socket) -> None:
     with contextlib.suppress(OSError, ValueError):  # already closed or detached
         sock.shutdown(socket.SHUT_RDWR)
@@ -237,15 +267,22 @@ class _Handler(BaseHTTPRequestHandler):
         self._serve()
 
     def _serve(self) -> None:
+        record: RecordedRequest | None = None
+        ended = CLIENT_CLOSED
         try:
             incoming = self._read()
             if incoming is None:
                 return
             fake = self.server.fake
-            fault, reply = fake._exchange(incoming)
-            self._answer(fault, reply)
+            fault, reply, record = fake._exchange(incoming)
+            ended = self._answer(fault, reply)
         except OSError:
-            self.close_connection = True  # the client went away; nothing left to tell it
+            # The client went away (or stop() cut the socket); nothing left to tell it.
+            self.close_connection = True
+            ended = STOPPED if self.server.stopping.is_set() else CLIENT_CLOSED
+        finally:
+            if record is not None:
+                self.server.fake._ended(record, ended)
 
     def _read(self) -> Incoming | None:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
@@ -268,57 +305,114 @@ class _Handler(BaseHTTPRequestHandler):
             parts.path,
         )
 
-    def _answer(self, fault: Fault | None, reply: Reply | None) -> None:
-        stopping = self.server.stopping
-        if isinstance(fault, Latency) and stopping.wait(fault.seconds):
+    def _answer(self, fault: Fault | None, reply: Reply | None) -> str:
+        """Answer (or fail) one request; return how it ended (see RecordedRequest.ended)."""
+        if isinstance(fault, Latency) and not self._pause(fault.seconds):
             self.close_connection = True
-            return
+            return self._gone()
         if isinstance(fault, Hang):
-            self._hang()
-        elif isinstance(fault, Reset):
-            self._reset()
-        elif isinstance(fault, HugeBody):
-            self._huge(fault)
-        elif reply is not None:
-            drip = fault.byte_interval if isinstance(fault, SlowDrip) else None
-            self._send(reply, drip=drip)
+            return self._hang()
+        if isinstance(fault, Reset):
+            return self._reset()
+        if isinstance(fault, HugeBody):
+            return self._huge(fault)
+        assert reply is not None  # noqa: S101 - only transport faults come without a reply
+        return self._send(reply, fault)
 
-    def _send(self, reply: Reply, *, drip: float | None = None) -> None:
-        self.send_response(reply.status)
-        for name, value in reply.headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(reply.body)))
+    def _send(self, reply: Reply, fault: Fault | None = None) -> str:
+        """Send ``reply``, at once or as a drip fault says; return how it ended."""
+        head = self._head(reply, chunked=isinstance(fault, ChunkDrip))
+        if isinstance(fault, HeaderDrip):
+            sent = self._dribble(head, fault.byte_interval)
+            if sent:
+                self.wfile.write(reply.body)
+        elif isinstance(fault, SlowDrip):
+            self.wfile.write(head)
+            sent = self._dribble(reply.body, fault.byte_interval)
+        elif isinstance(fault, ChunkDrip):
+            self.wfile.write(head)
+            sent = self._chunks(reply.body, fault.byte_interval)
+        else:
+            self.wfile.write(head + reply.body)  # one write: one segment for small answers
+            sent = True
+        return SENT if sent else self._gone()
+
+    def _head(self, reply: Reply, *, chunked: bool) -> bytes:
+        """The status line and headers of ``reply``, framed by length or as chunks."""
+        phrase = self.responses.get(reply.status, ("",))[0]
+        lines = [
+            f"{self.protocol_version} {reply.status} {phrase}",
+            f"Server: {self.version_string()}",
+            f"Date: {self.date_time_string()}",
+        ]
+        lines.extend(f"{name}: {value}" for name, value in reply.headers.items())
+        if chunked:
+            lines.append("Transfer-Encoding: chunked")
+        else:
+            lines.append(f"Content-Length: {len(reply.body)}")
         if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if drip is None:
-            self.wfile.write(reply.body)
-            return
-        for byte in reply.body:
-            if self.server.stopping.wait(drip):
-                self.close_connection = True
-                return
-            self.wfile.write(bytes((byte,)))
+            lines.append("Connection: close")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
-    def _hang(self) -> None:
+    def _chunks(self, body: bytes, interval: float) -> bool:
+        """Send ``body`` one byte per chunk, the framing one byte every ``interval``."""
+        for byte in body:
+            if not self._dribble(b"1\r\n", interval):
+                return False
+            self.wfile.write(bytes((byte,)))
+            if not self._dribble(b"\r\n", interval):
+                return False
+        return self._dribble(b"0\r\n\r\n", interval)
+
+    def _dribble(self, data: bytes, interval: float) -> bool:
+        """Write ``data`` one byte every ``interval``; False once the client or server quits."""
+        for byte in data:
+            if not self._pause(interval):
+                self.close_connection = True
+                return False
+            self.wfile.write(bytes((byte,)))
+        return True
+
+    def _pause(self, seconds: float) -> bool:
+        """Wait ``seconds``; False as soon as the server stops or the client hangs up.
+
+        Whatever the fault, a thread holding a connection notices either within
+        ``_POLL`` seconds, so stop() and a client that gives up end it promptly.
+        """
+        end = time.monotonic() + seconds
+        while not self.server.stopping.is_set():
+            left = end - time.monotonic()
+            if left <= 0:
+                return True
+            if self._client_left(min(left, _POLL)):
+                return False
+        return False
+
+    def _client_left(self, wait: float) -> bool:
+        """Whether the client hung up (or sent more), waiting up to ``wait`` seconds to see."""
+        try:
+            return _readable(self.connection, wait)
+        except (OSError, ValueError):  # closed or cut under us
+            return True
+
+    def _gone(self) -> str:
+        return STOPPED if self.server.stopping.is_set() else CLIENT_CLOSED
+
+    def _hang(self) -> str:
         """Hold the connection without a word until the client leaves or the server stops."""
         self.close_connection = True
-        sock = self.connection
-        while not self.server.stopping.wait(_POLL):
-            try:
-                readable, _, _ = select.select([sock], [], [], 0)
-            except (OSError, ValueError):
-                return
-            if readable:  # the client hung up (or sent more): stop holding on
-                return
+        while self._pause(3600.0):
+            pass
+        return self._gone()
 
-    def _reset(self) -> None:
+    def _reset(self) -> str:
         """Abort the connection with a TCP RST."""
         self.close_connection = True
         self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self.connection.close()
+        return RESET
 
-    def _huge(self, fault: HugeBody) -> None:
+    def _huge(self, fault: HugeBody) -> str:
         """Stream a JSON body of ``fault.size`` bytes without building it in memory."""
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -332,10 +426,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(head)
         left = fault.size - len(head) - len(tail)
         chunk = b"x" * _CHUNK
-        while left > 0 and not self.server.stopping.is_set():
+        while left > 0:
+            if self.server.stopping.is_set():
+                self.close_connection = True
+                return STOPPED
             self.wfile.write(chunk[:left])
             left -= min(left, _CHUNK)
         self.wfile.write(tail)
+        return SENT
 
 
 class FakeProviderServer:
@@ -558,7 +656,7 @@ class FakeProviderServer:
 
     # -- one exchange -------------------------------------------------------------------
 
-    def _exchange(self, incoming: Incoming) -> tuple[Fault | None, Reply | None]:
+    def _exchange(self, incoming: Incoming) -> tuple[Fault | None, Reply | None, RecordedRequest]:
         """Route, record and answer one request; the reply is None for transport faults."""
         wire, endpoint = _route(incoming)
         parsed = wire.parse(incoming, endpoint, self._backend)
@@ -566,11 +664,11 @@ class FakeProviderServer:
         if fault is None and endpoint == "lookup":
             failure = self._backend.failure(parsed.number)
             fault = None if failure is None else fault_for_error(failure)
-        self._record(
+        record = self._record(
             wire.name, endpoint if wire is not _NOT_FOUND else None, incoming, parsed, fault
         )
         reply: Reply | None
-        if fault is None or isinstance(fault, (Latency, SlowDrip)):
+        if fault is None or isinstance(fault, DELIVERY_FAULTS):
             reply = wire.respond(incoming, parsed, self._backend)
         elif isinstance(fault, (Hang, Reset, HugeBody)):
             reply = None
@@ -584,7 +682,7 @@ class FakeProviderServer:
             "-" if parsed.number is None else mask(parsed.number),
             reply.status if reply is not None else type(fault).__name__,
         )
-        return fault, reply
+        return fault, reply, record
 
     def _record(
         self,
@@ -593,7 +691,7 @@ class FakeProviderServer:
         incoming: Incoming,
         parsed: Parsed,
         fault: Fault | None,
-    ) -> None:
+    ) -> RecordedRequest:
         record = RecordedRequest(
             provider=provider,
             endpoint=endpoint,
@@ -608,6 +706,16 @@ class FakeProviderServer:
         )
         with self._lock:
             self._requests.append(record)
+        return record
+
+    def _ended(self, record: RecordedRequest, ended: str) -> None:
+        """Note how the answer to ``record`` ended (unless reset() forgot it meanwhile)."""
+        with self._lock:
+            # From the newest: the record is one of the last few (soaks record 100k).
+            for index in range(len(self._requests) - 1, -1, -1):
+                if self._requests[index] is record:
+                    self._requests[index] = attrs.evolve(record, ended=ended)
+                    return
 
     # -- adapters wired to this server ----------------------------------------------------
 

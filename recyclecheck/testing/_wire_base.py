@@ -188,9 +188,9 @@ def fault_reply(  # noqa: PLR0911 - one return per kind of fault
 ) -> Reply | None:
     """The complete reply a fault stands for, or ``None`` for transport-level faults.
 
-    Latency, hangs, slow drips and resets act on the connection and have no
-    reply of their own; everything else is rendered here, in the provider's
-    own format where the provider has one.
+    Latency, hangs, resets and the drips (body, header, chunk framing) act on
+    the connection and have no reply of their own; everything else is rendered
+    here, in the provider's own format where the provider has one.
     """
     if isinstance(fault, RateLimit):
         return wire.rate_limited(request, parsed, fault.header())

@@ -68,7 +68,7 @@ def test_the_examples_pass_as_an_app_test_suite(pytester: pytest.Pytester) -> No
     outcomes = result.parseoutcomes()
     assert result.ret == 0, result.stdout.str()
     assert set(outcomes) == {"passed"}, outcomes  # nothing failed, errored or skipped
-    assert outcomes["passed"] == 18
+    assert outcomes["passed"] == 19
     result.stdout.fnmatch_lines_random([f"test_login.py::{name} PASSED*" for name in CONTRACT])
 
 

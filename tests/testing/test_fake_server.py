@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,11 +46,14 @@ from recyclecheck.providers import (
     _telesign_auth,
 )
 from recyclecheck.providers._jwt import CLIENT_ASSERTION_TYPE, JwtSigner, client_assertion_claims
+from recyclecheck.providers._wire import basic_authorization
 from recyclecheck.testing import (
     AuthRefused,
+    ChunkDrip,
     Credentials,
     FakeProviderServer,
     Hang,
+    HeaderDrip,
     HtmlErrorPage,
     HugeBody,
     Latency,
@@ -539,6 +544,219 @@ def test_slow_faults_end_at_the_deadline(server: FakeProviderServer, kind: str, 
         with within(0.25), pytest.raises(ProviderTimeout):
             provider.lookup(number, SINCE)
     assert time.monotonic() - started < 0.6
+
+
+# -- drips: headers, chunk framing and bodies that trickle ------------------------------
+
+
+def raw_lookup(server: FakeProviderServer, number: str = US_NEVER) -> socket.socket:
+    """A raw socket that has sent a well-formed, authorised Twilio lookup of ``number``."""
+    c = server.credentials
+    path = (
+        f"/v2/PhoneNumbers/{urllib.parse.quote(number, safe='')}"
+        "?Fields=reassigned_number&LastVerifiedDate=20240301"
+    )
+    request = (
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+        f"Authorization: {basic_authorization(c.twilio_account_sid, c.twilio_auth_token)}\r\n"
+        "Accept: application/json\r\n\r\n"
+    )
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+    sock.sendall(request.encode("ascii"))
+    return sock
+
+
+def arrivals(sock: socket.socket, count: int) -> list[tuple[float, bytes]]:
+    """The first ``count`` bytes read from ``sock``, each recv with its arrival time."""
+    received: list[tuple[float, bytes]] = []
+    while sum(len(data) for _, data in received) < count:
+        data = sock.recv(count)
+        assert data, "the server closed the connection"
+        received.append((time.monotonic(), data))
+    return received
+
+
+def read_head(sock: socket.socket) -> tuple[bytes, bytes]:
+    """Read up to the end of the headers: (the head, whatever came after it)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        more = sock.recv(4096)
+        assert more, "the server closed the connection"
+        data += more
+    head, _, rest = data.partition(b"\r\n\r\n")
+    return head + b"\r\n\r\n", rest
+
+
+def read_all(sock: socket.socket) -> bytes:
+    data = b""
+    while more := sock.recv(65536):
+        data += more
+    return data
+
+
+def dechunk(data: bytes) -> tuple[list[bytes], bytes]:
+    """Split a chunked body into (chunk-size lines, the data), checking its framing."""
+    sizes: list[bytes] = []
+    body = b""
+    while True:
+        line, _, data = data.partition(b"\r\n")
+        sizes.append(line)
+        size = int(line, 16)
+        if size == 0:
+            assert data == b"\r\n", "no empty trailer after the last chunk"
+            return sizes, body
+        body, data = body + data[:size], data[size:]
+        assert data[:2] == b"\r\n", "a chunk's data not followed by CRLF"
+        data = data[2:]
+
+
+def ended(server: FakeProviderServer, within_seconds: float) -> str | None:
+    """The last request's ``ended``, once it is set (or None after ``within_seconds``)."""
+    deadline = time.monotonic() + within_seconds
+    while True:
+        last = server.requests[-1].ended if server.requests else None
+        if last is not None or time.monotonic() >= deadline:
+            return last
+        time.sleep(0.005)
+
+
+def test_header_drip_sends_the_status_line_and_headers_a_byte_at_a_time(
+    server: FakeProviderServer,
+) -> None:
+    """A client waiting for the headers gets one byte every byte_interval, nothing faster."""
+    interval = 0.05
+    server.inject(HeaderDrip(interval), number=US_NEVER)
+    with raw_lookup(server) as sock:
+        received = arrivals(sock, 6)
+    assert b"".join(data for _, data in received) == b"HTTP/1"
+    assert len(received[0][1]) == 1
+    # Six bytes took five pauses: the status line itself trickles.
+    assert received[-1][0] - received[0][0] >= 5 * interval * 0.9
+    (record,) = server.requests
+    assert record.fault == HeaderDrip(interval)
+
+
+def test_header_drip_ends_with_the_normal_answer(server: FakeProviderServer) -> None:
+    """Once the headers are through, the body is the one a healthy server sends."""
+    with raw_lookup(server) as sock:
+        healthy_head, _ = read_head(sock)
+    server.inject(HeaderDrip(0.001), number=US_NEVER)
+    with raw_lookup(server) as sock:
+        started = time.monotonic()
+        head, rest = read_head(sock)
+        took = time.monotonic() - started
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        while len(rest) < length:
+            rest += sock.recv(4096)
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert len(head) == len(healthy_head) >= 120  # at the default 0.05 s: over six seconds
+    assert took >= len(head) * 0.001
+    assert json.loads(rest)["reassigned_number"]["is_number_reassigned"] == "no"
+
+
+def test_chunk_drip_trickles_the_chunk_size_lines(server: FakeProviderServer) -> None:
+    """The headers come at once (chunked, no length); then the framing one byte at a time."""
+    interval = 0.05
+    server.inject(ChunkDrip(interval), number=US_NEVER)
+    with raw_lookup(server) as sock:
+        started = time.monotonic()
+        head, rest = read_head(sock)
+        head_took = time.monotonic() - started
+        assert rest == b""
+        framing = arrivals(sock, 8)
+    assert head_took < interval * 0.9 + 0.5  # the headers did not wait for the drip
+    assert b"\r\ntransfer-encoding: chunked\r\n" in head.lower()
+    assert b"content-length" not in head.lower()
+    # "1\r\n{\r\n1\r\n": the first chunk's size line, its byte, its CRLF, the next size line.
+    assert b"".join(data for _, data in framing) == b"1\r\n{\r\n1\r"
+    assert len(framing[0][1]) == 1
+    assert framing[-1][0] - framing[0][0] >= 5 * interval * 0.9
+
+
+def test_chunk_drip_frames_the_normal_answer_one_byte_per_chunk(
+    server: FakeProviderServer,
+) -> None:
+    """The chunked framing is valid HTTP/1.1 and carries exactly the healthy body."""
+    with session() as http:
+        healthy = http.get(
+            server.url + "/v2/PhoneNumbers/%2B12015550124",
+            params={"Fields": "reassigned_number", "LastVerifiedDate": "20240301"},
+            auth=(server.credentials.twilio_account_sid, server.credentials.twilio_auth_token),
+            timeout=5,
+        )
+    server.inject(ChunkDrip(0), number=US_NEVER)
+    with raw_lookup(server) as sock:
+        _, rest = read_head(sock)
+        sock.shutdown(socket.SHUT_WR)  # the server closes once it has answered
+        sizes, body = dechunk(rest + read_all(sock))
+    assert body == healthy.content
+    assert sizes == [b"1"] * len(body) + [b"0"]
+
+
+@pytest.mark.parametrize("kind", ONE_PER_WIRE)
+@pytest.mark.parametrize("fault", [HeaderDrip(0), ChunkDrip(0), SlowDrip(0)], ids=repr)
+def test_every_adapter_reads_a_drip_that_keeps_up(
+    server: FakeProviderServer, kind: str, fault: Any
+) -> None:
+    """Without pauses, each drip is a valid answer: every adapter reads the scripted one."""
+    reissued, never = home(kind)[:2]
+    server.inject(fault, number=never)
+    with adapter(server, kind) as provider:
+        assert provider.lookup(never, SINCE) == expected(kind, "never")
+        assert provider.lookup(reissued, SINCE) == expected(kind, "reissued")
+    assert [r.fault for r in server.requests if r.number == never] == [fault]
+
+
+SLOW = [HeaderDrip(1.0), ChunkDrip(1.0), SlowDrip(1.0), Hang(), Latency(30)]
+
+
+@pytest.mark.parametrize("fault", SLOW, ids=repr)
+def test_a_client_hanging_up_mid_answer_is_noticed_at_once(
+    server: FakeProviderServer, fault: Any
+) -> None:
+    """The server sees a client leave within milliseconds, even between two drip bytes."""
+    server.inject(fault, number=US_NEVER)
+    sock = raw_lookup(server)
+    try:
+        assert ended(server, 0.3) is None  # still answering
+    finally:
+        sock.close()
+    left = time.monotonic()
+    assert ended(server, 1.0) == "client_closed"
+    assert time.monotonic() - left < 0.3
+
+
+@pytest.mark.parametrize("fault", SLOW, ids=repr)
+def test_stop_is_prompt_mid_drip(fault: Any) -> None:
+    """stop() cuts a connection in the middle of any slow answer and returns at once."""
+    fake = FakeProviderServer(NUMBERS).start()
+    fake.inject(fault)
+    threads_before = threading.active_count()
+    with raw_lookup(fake) as sock:
+        deadline = time.monotonic() + 2
+        while not fake.requests and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert fake.requests, "the request never arrived"
+        started = time.monotonic()
+        fake.stop()
+        assert time.monotonic() - started < 0.5
+        sock.settimeout(1.0)
+        with contextlib.suppress(ConnectionResetError):
+            read_all(sock)  # an end of stream (or a reset), never a wait
+    assert fake.requests[-1].ended == "stopped"
+    assert threading.active_count() <= threads_before
+
+
+def test_recorded_requests_say_how_each_answer_ended(server: FakeProviderServer) -> None:
+    """ended: "sent" for a whole answer, "reset" for a Reset; None never outlives an answer."""
+    with adapter(server, "twilio") as provider:
+        provider.lookup(US_NEVER, SINCE)
+        server.inject(Reset(), times=1)
+        with pytest.raises(ProviderUnavailable):
+            provider.lookup(US_NEVER, SINCE)
+    assert ended(server, 1.0) == "reset"
+    assert [r.ended for r in server.requests] == ["sent", "reset"]
+    assert "ended=sent" in repr(server.requests[0])
 
 
 def test_short_latency_still_answers(server: FakeProviderServer) -> None:
