@@ -1,4 +1,11 @@
-"""The one wall-clock deadline of a check, visible to whatever runs inside it."""
+"""The one wall-clock deadline of a check, visible to whatever runs inside it.
+
+Two more pieces of per-check context live here because every layer reads them:
+whether the lookup runs on the caller's own thread (*inline*), and the signal
+an inline lookup raises when it would have to block on something no deadline
+bounds (a DNS lookup, a new connection), so the Guard can hand it to a worker
+before a single byte was sent.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +14,26 @@ import time
 from collections.abc import Iterator
 from contextvars import ContextVar
 
-__all__ = ["deadline_scope", "remaining_time"]
+__all__ = [
+    "NeedsWorker",
+    "current_deadline",
+    "deadline_scope",
+    "inline_scope",
+    "is_inline",
+    "remaining_time",
+]
 
 _DEADLINE: ContextVar[float | None] = ContextVar("recyclecheck_deadline", default=None)
+_INLINE: ContextVar[bool] = ContextVar("recyclecheck_inline", default=False)
+
+
+class NeedsWorker(BaseException):
+    """An inline lookup reached a step that may block past the deadline.
+
+    Raised before anything was sent, so the lookup can be started again on a
+    worker thread.  A ``BaseException`` so that no adapter's or library's
+    ``except Exception`` turns it into a provider failure on the way out.
+    """
 
 
 def remaining_time() -> float | None:
@@ -24,6 +48,11 @@ def remaining_time() -> float | None:
     return deadline - time.monotonic()
 
 
+def current_deadline() -> float | None:
+    """The current check's deadline as a ``time.monotonic()`` value, if any."""
+    return _DEADLINE.get()
+
+
 @contextlib.contextmanager
 def deadline_scope(deadline: float) -> Iterator[None]:
     """Run the body with ``deadline`` (a ``time.monotonic()`` value) in force."""
@@ -32,3 +61,18 @@ def deadline_scope(deadline: float) -> Iterator[None]:
         yield
     finally:
         _DEADLINE.reset(token)
+
+
+def is_inline() -> bool:
+    """Whether the running lookup is on the caller's thread (no blocking allowed)."""
+    return _INLINE.get()
+
+
+@contextlib.contextmanager
+def inline_scope() -> Iterator[None]:
+    """Mark the body as running on the caller's thread."""
+    token = _INLINE.set(True)
+    try:
+        yield
+    finally:
+        _INLINE.reset(token)

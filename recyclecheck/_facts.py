@@ -15,11 +15,10 @@ import json
 
 import attrs
 
+from ._dates import add_days
 from .providers._answers import Answer, ChangedSince, LastChange
 
 __all__ = ["Fact", "answer_from_fact", "fact_from_answer", "merge"]
-
-_ONE_DAY = dt.timedelta(days=1)
 
 
 @attrs.frozen(slots=True)
@@ -68,7 +67,7 @@ class Fact:
 def fact_from_answer(answer: Answer, *, quiet_until: float) -> Fact | None:
     """Reduce a definite answer to a Fact; ``None`` for unknowns."""
     if isinstance(answer, LastChange):
-        quiet = dt.date.min if answer.on is None else answer.on + _ONE_DAY
+        quiet = dt.date.min if answer.on is None else add_days(answer.on, 1)
         if answer.covered_since is not None:
             quiet = max(quiet, answer.covered_since)
         return Fact(

@@ -11,13 +11,15 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 
+import attrs
+
 from ._cache import FactCache, MemoryCache, seconds
+from ._deadline import NeedsWorker, inline_scope
 from ._decision import Decision
 from ._facts import Fact, answer_from_fact, fact_from_answer, merge
 from ._phone import (
     MAX_PHONE_LENGTH,
     NumberMemo,
-    PhoneNumber,
     check_region,
     e164_of_validated,
     hmac_number,
@@ -25,7 +27,7 @@ from ._phone import (
     normalize,
 )
 from ._policy import Policy, binding_date, evaluate, question_date
-from ._resilience import CircuitBreaker, WorkerPool, lookup_with_retry
+from ._resilience import CircuitBreaker, WorkerPool, lookup_once, lookup_with_retry, retry_pause
 from .exceptions import (
     ConfigurationError,
     InvalidInput,
@@ -42,6 +44,29 @@ logger = logging.getLogger("recyclecheck")
 _UTC = dt.timezone.utc
 MIN_SECRET_BYTES = 16
 MAX_TIMEOUT = 60.0
+#: The most of a check's budget an out-of-process cache read may take; the rest is
+#: the provider's, so a stalled cache still leaves time for an answer.
+CACHE_READ_SHARE = 0.25
+
+_FlightKey = tuple[str, dt.date]
+#: Resolved with the Answer or the ProviderError, as a value.
+_Flight = Future[Answer | ProviderError]
+
+
+@attrs.frozen(repr=False)
+class _Question:
+    """One check's validated input: what to ask, and how to name the number safely."""
+
+    phone: str
+    region: str | None
+    e164: str | None
+    key: str
+    masked: str
+    since: dt.date
+    started: float
+
+    def __repr__(self) -> str:
+        return f"<_Question {self.masked} since={self.since}>"
 
 
 def _secret_bytes(secret: bytes | str | None, *, required: bool) -> bytes:
@@ -124,8 +149,15 @@ class Guard:
             name=name,
         )
         self.pool = WorkerPool(max_workers)
+        # Cache I/O that may block (Redis) runs here, apart from the provider's slots.
+        self._io = WorkerPool(max_workers, name="recyclecheck-cache")
+        self._cache_blocks = not isinstance(self.cache, MemoryCache)
+        inline_ready = getattr(provider, "_inline_ready", None)
+        self._inline_ready: Callable[[], bool] | None = (
+            inline_ready if callable(inline_ready) else None
+        )
         self._memo = NumberMemo()
-        self._flights: dict[tuple[str, dt.date], Future[Answer]] = {}
+        self._flights: dict[_FlightKey, _Flight] = {}
         self._flights_lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -157,103 +189,212 @@ class Guard:
         """
         started = time.monotonic()
         deadline = started + self.timeout
-        region = self.default_region if region is None else region
-        number: PhoneNumber | None = None
+        ask = self._prepare(phone, bound_at, region, started)
+        fact = self._read_cache(ask.key, deadline)
+        if fact is not None:
+            answer = answer_from_fact(fact, ask.since, time.time())
+            if answer is not None:
+                return self._decide(answer, ask, cached=True)
+        return self._decide(self._ask_provider(ask, deadline), ask, cached=False)
+
+    # -- phases -----------------------------------------------------------------------
+
+    def _prepare(
+        self, phone: object, bound_at: object, region: str | None, started: float
+    ) -> _Question:
+        """Validate the input and work out the question to ask (no I/O)."""
+        # The region is part of what the input means, so it is settled before the memo
+        # is consulted: a remembered input must mean the same as a fresh one.
+        region = self.default_region if region is None else check_region(region)
         memo: str | None = None
         remembered = None
         if isinstance(phone, str) and len(phone) <= MAX_PHONE_LENGTH:
-            # Inputs seen before skip re-parsing: the memo holds HMACs and masks only.
+            # Inputs seen before skip re-validation: the memo holds HMACs and masks only.
             memo = memo_key(self._key, region, phone)
             remembered = self._memo.get(memo)
+        e164: str | None = None
         if remembered is None:
             number = normalize(phone, region)
-            key, masked = hmac_number(self._key, self.provider_name, number.e164), number.masked
+            e164 = number.e164
+            key, masked = hmac_number(self._key, self.provider_name, e164), number.masked
             if memo is not None:
-                self._memo.put(memo, (key, masked))
+                self._memo.put(memo, (key, masked, e164 == phone))
         else:
-            key, masked = remembered
+            key, masked, canonical = remembered
+            if canonical:
+                e164 = phone  # type: ignore[assignment]  # the input *is* its E.164 form
         now = dt.datetime.now(_UTC)
         since = question_date(binding_date(bound_at, now=now), now.date())
+        return _Question(
+            phone=phone,  # type: ignore[arg-type]  # normalize() or the memo proved it a str
+            region=region,
+            e164=e164,
+            key=key,
+            masked=masked,
+            since=since,
+            started=started,
+        )
 
-        fact = self._cached_fact(key)
-        if fact is not None:
-            answer = answer_from_fact(fact, since, now.timestamp())
-            if answer is not None:
-                return self._decide(answer, since, masked, started, cached=True)
-
-        result: Answer | ProviderError
-        if not self.breaker.allow():
-            result = ProviderUnavailable("circuit open", provider=self.provider_name)
-        else:
-            e164 = number.e164 if number is not None else e164_of_validated(phone, region)
-            result = self._ask_provider(key, e164, since, deadline)
-        return self._decide(result, since, masked, started, cached=False)
+    def _read_cache(self, key: str, deadline: float) -> Fact | None:
+        """The cached fact, read within the check's deadline."""
+        if not self._cache_blocks:
+            return self._cached_fact(key)
+        # An out-of-process cache may stall (a Redis that accepts and never answers):
+        # read it on a worker, and give it at most a share of the budget so the
+        # provider still has time to answer.
+        budget = min(deadline - time.monotonic(), self.timeout * CACHE_READ_SHARE)
+        future = self._io.submit(lambda: self._cached_fact(key))
+        if future is None:
+            logger.warning("recyclecheck cache read skipped: all cache workers busy")
+            return None
+        try:
+            return future.result(timeout=max(0.0, budget))
+        except FutureTimeout:
+            logger.warning("recyclecheck cache read timed out; asking the provider")
+            return None
 
     # -- provider call: single flight, deadline, breaker ------------------------------
 
-    def _ask_provider(
-        self, key: str, e164: str, since: dt.date, deadline: float
-    ) -> Answer | ProviderError:
-        flight_key = (key, since)
+    def _ask_provider(self, ask: _Question, deadline: float) -> Answer | ProviderError:
+        if not self.breaker.allow():
+            return ProviderUnavailable("circuit open", provider=self.provider_name)
+        flight_key = (ask.key, ask.since)
+        # Only dict operations under the lock: no future is resolved and no callback
+        # runs while it is held, so no code path can wait on it from inside.
         with self._flights_lock:
-            future = self._flights.get(flight_key)
-            leader = future is None
-            if future is None:
-                future = self.pool.submit(
-                    lambda: self._lookup_and_remember(key, e164, since, deadline)
-                )
-                if future is None:
-                    logger.warning(
-                        "recyclecheck provider failure: provider=%s error=PoolSaturated "
-                        "(all %d workers busy: the provider is slow or hanging)",
-                        self.provider_name,
-                        self.pool.max_workers,
-                    )
-                    return ProviderUnavailable(
-                        "all provider workers busy", provider=self.provider_name
-                    )
-                self._flights[flight_key] = future
-                future.add_done_callback(lambda _f: self._land(flight_key))
-        try:
-            answer = future.result(timeout=max(0.0, deadline - time.monotonic()))
-        except FutureTimeout:
-            error: ProviderError = ProviderTimeout(
-                "no answer before the deadline", provider=self.provider_name
+            flight = self._flights.get(flight_key)
+            leader = flight is None
+            if flight is None:
+                flight = self._flights[flight_key] = Future()
+        if not leader:
+            return self._wait(flight, deadline)
+        if not self.pool.acquire():
+            error = ProviderUnavailable("all provider workers busy", provider=self.provider_name)
+            logger.warning(
+                "recyclecheck provider failure: provider=%s error=PoolSaturated "
+                "(all %d workers busy: the provider is slow or hanging)",
+                self.provider_name,
+                self.pool.max_workers,
             )
-        except ProviderError as exc:
-            error = exc
-        except Exception as exc:  # pragma: no cover - lookup_with_retry wraps everything
-            error = ProviderUnavailable(
-                f"lookup failed ({type(exc).__name__})", provider=self.provider_name
-            )
-        else:
-            if leader:
-                self.breaker.record_success()
-            return answer
-        if leader:
-            # One record per provider call, not one per waiting login.
+            flight.set_result(error)
+            self._land(flight_key, flight)
+            return error
+        self._start_lookup(ask, flight_key, flight, deadline)
+        result = self._wait(flight, deadline)
+        # One record per provider call, not one per waiting login.
+        if isinstance(result, ProviderError):
             self.breaker.record_failure()
             logger.warning(
                 "recyclecheck provider failure: provider=%s error=%s",
                 self.provider_name,
-                type(error).__name__,
-                extra={"recyclecheck_error": str(error)},
+                type(result).__name__,
+                extra={"recyclecheck_error": str(result)},
             )
-        return error
+        else:
+            self.breaker.record_success()
+        return result
 
-    def _land(self, flight_key: tuple[str, dt.date]) -> None:
+    def _start_lookup(
+        self, ask: _Question, flight_key: _FlightKey, flight: _Flight, deadline: float
+    ) -> None:
+        """Run the lookup (its slot already taken) inline when safe, else on a worker."""
+        e164 = ask.e164 if ask.e164 is not None else e164_of_validated(ask.phone, ask.region)
+        failed_once: ProviderError | None = None
+        if self._inline_ready is not None and self._inline_ready():
+            # A warm connection: every step ahead is bounded by the deadline, so the
+            # thread hand-off (and its cost) is not needed.
+            with inline_scope():
+                try:
+                    answer = lookup_once(self.provider, e164, ask.since, deadline)
+                except NeedsWorker:
+                    pass  # nothing was sent: start again on a worker
+                except ProviderError as exc:
+                    if retry_pause(exc, deadline - time.monotonic()) is None:
+                        self._settle(flight_key, flight, exc, ask.key, background=True)
+                        return
+                    failed_once = exc  # the retry may need a new connection: a worker's job
+                else:
+                    self._settle(flight_key, flight, answer, ask.key, background=True)
+                    return
+        self.pool.run(
+            lambda: self._lookup_on_worker(
+                flight_key=flight_key,
+                flight=flight,
+                e164=e164,
+                since=ask.since,
+                deadline=deadline,
+                key=ask.key,
+                failed_once=failed_once,
+            )
+        )
+
+    def _lookup_on_worker(
+        self,
+        *,
+        flight_key: _FlightKey,
+        flight: _Flight,
+        e164: str,
+        since: dt.date,
+        deadline: float,
+        key: str,
+        failed_once: ProviderError | None,
+    ) -> None:
+        result: Answer | ProviderError
+        try:
+            result = lookup_with_retry(
+                self.provider, e164, since, deadline, failed_once=failed_once
+            )
+        except ProviderError as exc:
+            result = exc
+        except BaseException as exc:  # lookup_with_retry wraps the provider's own
+            result = ProviderUnavailable(
+                f"lookup failed ({type(exc).__name__})", provider=self.provider_name
+            )
+        self._settle(flight_key, flight, result, key, background=False)
+
+    def _settle(
+        self,
+        flight_key: _FlightKey,
+        flight: _Flight,
+        result: Answer | ProviderError,
+        key: str,
+        *,
+        background: bool,
+    ) -> None:
+        """Free the slot, hand the answer to every waiting login, then write it back.
+
+        The write-back comes last so a slow cache can neither delay the answer nor
+        make it late enough to count against the provider's breaker.  ``background``:
+        the caller's own thread is settling, so a blocking cache is written by a worker.
+        """
+        self.pool.release()
+        flight.set_result(result)
+        if not isinstance(result, ProviderError):
+            if background and self._cache_blocks:
+                if self._io.submit(lambda: self._remember(key, result)) is None:
+                    logger.warning("recyclecheck cache write skipped: all cache workers busy")
+            else:
+                self._remember(key, result)
+        self._land(flight_key, flight)
+
+    def _wait(self, flight: _Flight, deadline: float) -> Answer | ProviderError:
+        try:
+            return flight.result(timeout=max(0.0, deadline - time.monotonic()))
+        except FutureTimeout:
+            return ProviderTimeout("no answer before the deadline", provider=self.provider_name)
+
+    def _land(self, flight_key: _FlightKey, flight: _Flight) -> None:
         with self._flights_lock:
-            self._flights.pop(flight_key, None)
+            if self._flights.get(flight_key) is flight:
+                del self._flights[flight_key]
 
-    def _lookup_and_remember(self, key: str, e164: str, since: dt.date, deadline: float) -> Answer:
-        answer = lookup_with_retry(self.provider, e164, since, deadline)
-        fact = fact_from_answer(answer, quiet_until=time.time() + self.cache.ttl)
-        if fact is not None:
-            try:
+    def _remember(self, key: str, answer: Answer) -> None:
+        try:
+            fact = fact_from_answer(answer, quiet_until=time.time() + self.cache.ttl)
+            if fact is not None:
                 self.cache.set(key, merge(self._cached_fact(key), fact))
-            except Exception as exc:  # a cache is an optimisation, never a failure
-                logger.warning("recyclecheck cache write failed: %s", type(exc).__name__)
-        return answer
+        except Exception as exc:  # a cache is an optimisation, never a failure
+            logger.warning("recyclecheck cache write failed: %s", type(exc).__name__)
 
     def _cached_fact(self, key: str) -> Fact | None:
         try:
@@ -264,25 +405,18 @@ class Guard:
 
     # -- decision ---------------------------------------------------------------------
 
-    def _decide(
-        self,
-        result: Answer | ProviderError,
-        since: dt.date,
-        masked: str,
-        started: float,
-        *,
-        cached: bool,
-    ) -> Decision:
-        outcome = evaluate(result, since, self.policy)
+    def _decide(self, result: Answer | ProviderError, ask: _Question, *, cached: bool) -> Decision:
+        outcome = evaluate(result, ask.since, self.policy)
+        masked = ask.masked
         decision = Decision(
             action=outcome.action,
             reason=outcome.reason,
-            since=since,
+            since=ask.since,
             provider=self.provider_name,
             masked_number=masked,
             reissued_on=outcome.reissued_on,
             cached=cached,
-            elapsed=time.monotonic() - started,
+            elapsed=time.monotonic() - ask.started,
         )
         if logger.isEnabledFor(logging.INFO):
             logger.info(

@@ -25,7 +25,8 @@ import requests
 import requests.adapters
 import requests.utils
 
-from ._deadline import remaining_time
+from ._deadline import NeedsWorker, deadline_scope, is_inline, remaining_time
+from ._sockets import DeadlineAdapter, has_idle_bound_connection
 from ._version import __version__
 from .exceptions import (
     ConfigurationError,
@@ -44,6 +45,9 @@ DEFAULT_MAX_BODY = 256 * 1024
 STANDALONE_TIMEOUT = 5.0
 #: Connect timeout ceiling, so a dead host cannot eat the whole read budget.
 MAX_CONNECT_TIMEOUT = 3.0
+#: A slow reading of how fast a large body decodes: a body that could not be parsed
+#: in the time left is a timeout rather than a parse that overruns the deadline.
+JSON_BYTES_PER_SECOND = 20e6
 _CHUNK = 16 * 1024
 
 USER_AGENT = f"recyclecheck/{__version__} python-requests/{requests.__version__}"
@@ -161,6 +165,7 @@ class HttpClient:
         max_body: int = DEFAULT_MAX_BODY,
         pool_size: int = 32,
         session: requests.Session | None = None,
+        base_url: str | None = None,
     ) -> None:
         if max_body <= 0:
             raise ConfigurationError("max_body must be positive")
@@ -171,7 +176,17 @@ class HttpClient:
         # Environment proxies per scheme://host, read on first use: walking
         # os.environ on every request costs more than the rest of our overhead.
         self._environ_proxies: dict[str, dict[str, str]] = {}
+        # A caller's session may do anything on the caller's thread; only our own
+        # sockets are known to honour the deadline on every read.
+        self._own_session = session is None
+        # The pool of the adapter's own origin, learned from its first answer: an idle
+        # connection there lets a lookup run inline (see ready_inline).
+        self._pool_prefix = _origin(base_url) if base_url else "\x00"
+        self._pool: object = None
         self._session = session or self._new_session(pool_size)
+        self._decoder = json.JSONDecoder(
+            parse_constant=_reject_constant, object_pairs_hook=_unique_keys
+        )
         _install_url_filter()
 
     @staticmethod
@@ -181,9 +196,7 @@ class HttpClient:
         # read .netrc, whose credentials could replace the adapter's own.
         session.trust_env = False
         session.cookies.set_policy(_NoCookies())
-        adapter = requests.adapters.HTTPAdapter(
-            pool_connections=1, pool_maxsize=pool_size, max_retries=0
-        )
+        adapter = DeadlineAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
         session.mount("https://", adapter)
         session.mount("http://", adapter)
         session.headers["User-Agent"] = USER_AGENT
@@ -241,36 +254,57 @@ class HttpClient:
         """
         deadline, left = self._budget()
         proxies = self._proxies if self._proxies is not None else self._proxies_from_environ(url)
+        if proxies and is_inline():
+            raise NeedsWorker  # a proxy may mean a tunnel to set up: not on the caller's thread
         _request_scope.active = True
         try:
-            response = self._send(
-                method=method,
-                url=url,
-                params=params,
-                headers=headers,
-                body=body,
-                left=left,
-                proxies=proxies,
-            )
-            try:
-                if 300 <= response.status_code < 400:
-                    raise ProviderResponseError(
-                        "unexpected redirect (not followed)",
-                        provider=self.provider,
-                        status=response.status_code,
-                    )
-                payload = self._read_body(response, deadline)
-                return HttpResponse(
-                    status=response.status_code, headers=response.headers, body=payload
+            # Our sockets read the deadline from here on every send and receive.
+            with deadline_scope(deadline):
+                response = self._send(
+                    method=method,
+                    url=url,
+                    params=params,
+                    headers=headers,
+                    body=body,
+                    left=left,
+                    proxies=proxies,
                 )
-            finally:
-                response.close()
+                try:
+                    if 300 <= response.status_code < 400:
+                        raise ProviderResponseError(
+                            "unexpected redirect (not followed)",
+                            provider=self.provider,
+                            status=response.status_code,
+                        )
+                    payload = self._read_body(response, deadline)
+                    self._remember_pool(url, response)
+                    return HttpResponse(
+                        status=response.status_code, headers=response.headers, body=payload
+                    )
+                finally:
+                    response.close()
         finally:
             _request_scope.active = False
 
+    def _remember_pool(self, url: str, response: requests.Response) -> None:
+        if self._own_session and url.startswith(self._pool_prefix):
+            self._pool = getattr(response.raw, "_pool", None)
+
+    def ready_inline(self) -> bool:
+        """Whether a request to this client's origin may run on the caller's thread now.
+
+        True only for our own session, with no proxy, when the pool holds an open
+        connection whose socket honours the deadline on every operation.
+        """
+        return (
+            self._own_session
+            and not self._proxies
+            and not self._environ_proxies.get(self._pool_prefix, True)
+            and has_idle_bound_connection(self._pool)
+        )
+
     def _proxies_from_environ(self, url: str) -> dict[str, str]:
-        scheme, _, rest = url.partition("://")
-        origin = f"{scheme}://{rest.split('/', 1)[0]}"
+        origin = _origin(url)
         found = self._environ_proxies.get(origin)
         if found is None:
             found = requests.utils.get_environ_proxies(origin, no_proxy=None)
@@ -342,7 +376,9 @@ class HttpClient:
                     )
                 # read1 returns after one socket read, and each read may wait only for
                 # what is left of the deadline: a trickling body cannot outlive it.
-                _shrink_socket_timeout(raw, deadline)
+                # (Our own sockets shrink their timeout themselves on every read.)
+                if not self._own_session:
+                    _shrink_socket_timeout(raw, deadline)
                 chunk = raw.read1(_CHUNK)
                 if not chunk:
                     break
@@ -379,8 +415,13 @@ class HttpClient:
             raise ProviderResponseError(
                 "HTML page instead of JSON", provider=self.provider, status=response.status
             )
+        if len(text) > _CHUNK:
+            left = remaining_time()
+            if left is not None and len(text) / JSON_BYTES_PER_SECOND > left:
+                raise ProviderTimeout("no time left to read a large answer", provider=self.provider)
         try:
-            return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+            # What json.loads does with bytes, minus building a decoder on every call.
+            return self._decoder.decode(text.decode(json.detect_encoding(text), "surrogatepass"))
         except (ValueError, RecursionError):
             pass
         # Raised outside the handler: a JSONDecodeError keeps the whole body in ``.doc``,
@@ -415,6 +456,11 @@ class HttpClient:
         raise ProviderResponseError(
             "unexpected status", provider=self.provider, status=status, code=code
         )
+
+
+def _origin(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.split('/', 1)[0]}"
 
 
 def _shrink_socket_timeout(raw: Any, deadline: float) -> None:

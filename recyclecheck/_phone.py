@@ -174,13 +174,13 @@ class NumberMemo:
 
     def __init__(self, max_entries: int = 4096) -> None:
         self.max_entries = max_entries
-        self._entries: dict[str, tuple[str, str]] = {}
+        self._entries: dict[str, tuple[str, str, bool]] = {}
 
-    def get(self, key: str) -> tuple[str, str] | None:
-        """The (number HMAC, masked) pair remembered for this input, if any."""
+    def get(self, key: str) -> tuple[str, str, bool] | None:
+        """The (number HMAC, masked, input is its own E.164) remembered for this input."""
         return self._entries.get(key)
 
-    def put(self, key: str, value: tuple[str, str]) -> None:
+    def put(self, key: str, value: tuple[str, str, bool]) -> None:
         """Remember an input's result, evicting the oldest beyond the bound."""
         entries = self._entries
         entries[key] = value

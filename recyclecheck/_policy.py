@@ -16,6 +16,7 @@ from .providers._answers import Answer, ChangedSince, LastChange, NoData, NotCov
 
 __all__ = [
     "CLOCK_SKEW",
+    "EARLIEST_BINDING",
     "MARGIN",
     "Action",
     "Outcome",
@@ -30,6 +31,11 @@ __all__ = [
 MARGIN = dt.timedelta(days=1)
 #: How far in the future a ``bound_at`` may lie before it is refused as a mistake.
 CLOCK_SKEW = dt.timedelta(minutes=5)
+#: The earliest ``bound_at`` accepted.  No account was bound to a mobile number
+#: before 1970; an earlier value is a placeholder (``date.min``, a zero timestamp
+#: read in the wrong zone), and guessing what it meant could let someone in.
+EARLIEST_BINDING = dt.date(1970, 1, 1)
+_EARLIEST_MOMENT = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
 
 class Action(str, enum.Enum):
@@ -119,23 +125,36 @@ class Outcome:
     reissued_on: dt.date | None = None
 
 
+_TOO_EARLY = (
+    "bound_at is before 1970-01-01, earlier than any account was bound to a mobile "
+    "number: pass the real binding moment (if it is unknown, the account's creation)"
+)
+
+
 def binding_date(bound_at: object, *, now: dt.datetime) -> dt.date:
     """Validate ``bound_at`` and return its UTC calendar date.
 
     An aware ``datetime`` or a ``date``.  Naive datetimes are refused (their
     zone is a guess), and so are moments in the future beyond a small clock
-    skew (a date may be at most one day ahead of UTC, for zones east of it).
+    skew (a date may be at most one day ahead of UTC, for zones east of it)
+    and moments before :data:`EARLIEST_BINDING` (1970-01-01 UTC).
     """
+    # Comparisons only until the value is known to be in range: aware comparisons
+    # cannot overflow, while shifting 0001-01-01 by its UTC offset can.
     if isinstance(bound_at, dt.datetime):
         offset = bound_at.utcoffset()
         if offset is None:
             raise InvalidInput("bound_at must be timezone-aware (a naive datetime is ambiguous)")
         if bound_at > now + CLOCK_SKEW:
             raise InvalidInput("bound_at is in the future")
+        if bound_at < _EARLIEST_MOMENT:
+            raise InvalidInput(_TOO_EARLY)
         return (bound_at - offset).date()
     if isinstance(bound_at, dt.date):
         if bound_at > now.date() + MARGIN:
             raise InvalidInput("bound_at is in the future")
+        if bound_at < EARLIEST_BINDING:
+            raise InvalidInput(_TOO_EARLY)
         return bound_at
     raise InvalidInput(
         f"bound_at must be an aware datetime or a date, not {type(bound_at).__name__}"

@@ -14,7 +14,7 @@ from concurrent.futures import Future
 from queue import SimpleQueue
 from typing import TypeVar
 
-from ._deadline import deadline_scope, remaining_time
+from ._deadline import NeedsWorker, deadline_scope, is_inline, remaining_time
 from .exceptions import (
     ProviderError,
     ProviderRateLimited,
@@ -23,7 +23,7 @@ from .exceptions import (
 )
 from .providers._answers import ANSWER_TYPES, Answer, Provider
 
-__all__ = ["CircuitBreaker", "WorkerPool", "lookup_with_retry"]
+__all__ = ["CircuitBreaker", "WorkerPool", "lookup_once", "lookup_with_retry", "retry_pause"]
 
 T = TypeVar("T")
 
@@ -129,73 +129,102 @@ class CircuitBreaker:
 class WorkerPool:
     """At most ``max_workers`` lookups in flight, on lazily started daemon threads.
 
-    ``submit`` refuses work instead of queueing it when every worker is busy,
-    so a provider that hangs cannot pile up threads or queued logins.  The
-    threads are daemons: a hung provider never blocks interpreter exit.
+    A *slot* is one provider call in flight; :meth:`acquire` refuses work
+    instead of queueing it when every slot is taken, so a provider that hangs
+    cannot pile up threads or queued logins.  A lookup that runs on the
+    caller's own thread holds a slot too.  A task frees its slot itself
+    (:meth:`release`) as soon as its answer is known, before it hands the
+    answer over, so a caller that resubmits at once is never refused; the
+    thread may then go on with housekeeping (a cache write-back), which is why
+    up to twice ``max_workers`` threads may exist.  The threads are daemons: a
+    hung provider never blocks interpreter exit.
     """
 
     def __init__(self, max_workers: int = 16, *, name: str = "recyclecheck") -> None:
         self.max_workers = max_workers
+        self._max_threads = 2 * max_workers
         self._name = name
         self._lock = threading.Lock()
-        self._queue: SimpleQueue[tuple[Future[object], Callable[[], object]]] = SimpleQueue()
+        self._queue: SimpleQueue[Callable[[], object]] = SimpleQueue()
         self._threads = 0
         self._in_flight = 0
+        self._busy = 0
 
     @property
     def in_flight(self) -> int:
-        """Lookups submitted and not yet finished (hung ones included)."""
+        """Slots held: lookups started and not yet answered (hung ones included)."""
         return self._in_flight
 
     @property
+    def busy(self) -> int:
+        """Tasks queued or running on worker threads (write-backs included)."""
+        return self._busy
+
+    @property
     def threads(self) -> int:
-        """Worker threads started so far (never more than ``max_workers``)."""
+        """Worker threads started so far (never more than twice ``max_workers``)."""
         return self._threads
 
-    def submit(self, fn: Callable[[], T]) -> Future[T] | None:
-        """Run ``fn`` on a worker; ``None`` when all workers are busy."""
+    def acquire(self) -> bool:
+        """Take a slot for one provider call; ``False`` when all are taken."""
         with self._lock:
             if self._in_flight >= self.max_workers:
-                return None
+                return False
             self._in_flight += 1
-            # Keep a thread per in-flight task, so queued work never waits on a hung one.
-            if self._threads < self._in_flight:
+            return True
+
+    def release(self) -> None:
+        """Give back a slot taken with :meth:`acquire`."""
+        with self._lock:
+            self._in_flight -= 1
+
+    def run(self, task: Callable[[], object]) -> None:
+        """Run ``task`` on a worker thread; it must not raise (what it raises is logged)."""
+        with self._lock:
+            self._busy += 1
+            # A thread per busy task (up to the cap), so queued work never waits on a hung one.
+            if self._threads < min(self._busy, self._max_threads):
                 self._threads += 1
                 threading.Thread(
                     target=self._work, name=f"{self._name}-{self._threads}", daemon=True
                 ).start()
+        self._queue.put(task)
+
+    def submit(self, fn: Callable[[], T]) -> Future[T] | None:
+        """Run ``fn`` on a worker in a slot of its own; ``None`` when all slots are taken."""
+        if not self.acquire():
+            return None
         future: Future[T] = Future()
-        self._queue.put((future, fn))  # type: ignore[arg-type]
+
+        def task() -> None:
+            if not future.set_running_or_notify_cancel():
+                self.release()
+                return
+            try:
+                result = fn()
+            except BaseException as exc:  # handed to the waiting caller
+                self.release()
+                future.set_exception(exc)
+            else:
+                self.release()
+                future.set_result(result)
+
+        self.run(task)
         return future
 
     def _work(self) -> None:
         while True:
-            self._run_one(*self._queue.get())
+            task = self._queue.get()
+            try:
+                task()
+            except BaseException as exc:  # a worker must outlive any task
+                logger.error("recyclecheck worker task raised %s", type(exc).__name__)
+            finally:
+                with self._lock:
+                    self._busy -= 1
             # Nothing of the task outlives it here: an idle worker would otherwise keep
             # its last closure (the number it looked up) until the next task arrives.
-
-    def _run_one(self, future: Future[object], fn: Callable[[], object]) -> None:
-        running = False
-        result: object = None
-        error: BaseException | None = None
-        try:
-            running = future.set_running_or_notify_cancel()
-            if running:
-                try:
-                    result = fn()
-                except BaseException as exc:  # handed to the waiting caller
-                    error = exc
-        finally:
-            # Free the slot before answering: a caller that has its answer may
-            # submit again at once, while this thread still runs done callbacks.
-            with self._lock:
-                self._in_flight -= 1
-        if not running:
-            return
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(result)
+            del task
 
 
 def _lookup_once(provider: Provider, number: str, since: object) -> Answer:
@@ -203,8 +232,14 @@ def _lookup_once(provider: Provider, number: str, since: object) -> Answer:
         answer = provider.lookup(number, since)  # type: ignore[arg-type]
     except ProviderError:
         raise
-    except Exception as exc:
-        # A custom provider's own exception: its text may hold anything, so only the type.
+    except BaseException as exc:
+        if isinstance(exc, NeedsWorker) or (
+            # On the caller's own thread, Ctrl-C and sys.exit() stay the caller's.
+            is_inline() and isinstance(exc, (KeyboardInterrupt, SystemExit))
+        ):
+            raise
+        # A custom provider's own exception (even a BaseException such as
+        # asyncio.CancelledError): its text may hold anything, so only the type.
         raise ProviderUnavailable(
             f"provider raised {type(exc).__name__}", provider=provider.name, retryable=False
         ) from None
@@ -215,7 +250,7 @@ def _lookup_once(provider: Provider, number: str, since: object) -> Answer:
     return answer
 
 
-def _retry_pause(error: ProviderError, left: float) -> float | None:
+def retry_pause(error: ProviderError, left: float) -> float | None:
     """How long to wait before the one retry, or ``None`` for no retry."""
     if isinstance(error, ProviderRateLimited):
         if error.retry_after is None or error.retry_after + MIN_RETRY_BUDGET > left:
@@ -229,18 +264,36 @@ def _retry_pause(error: ProviderError, left: float) -> float | None:
     return pause
 
 
-def lookup_with_retry(provider: Provider, number: str, since: object, deadline: float) -> Answer:
+def lookup_with_retry(
+    provider: Provider,
+    number: str,
+    since: object,
+    deadline: float,
+    *,
+    failed_once: ProviderError | None = None,
+) -> Answer:
     """Call ``provider.lookup`` under ``deadline`` with at most one retry.
 
     Only failures marked retryable (transport errors, 5xx, timeouts) and rate
     limits whose ``Retry-After`` fits the remaining time are retried.
+    ``failed_once`` is the failure of a first attempt made elsewhere (on the
+    caller's thread): then only the retry is left to make.
     """
     with deadline_scope(deadline):
-        try:
-            return _lookup_once(provider, number, since)
-        except ProviderError as error:
-            pause = _retry_pause(error, remaining_time() or 0.0)
-            if pause is None:
-                raise
+        error = failed_once
+        if error is None:
+            try:
+                return _lookup_once(provider, number, since)
+            except ProviderError as exc:
+                error = exc
+        pause = retry_pause(error, remaining_time() or 0.0)
+        if pause is None:
+            raise error
         time.sleep(pause)
+        return _lookup_once(provider, number, since)
+
+
+def lookup_once(provider: Provider, number: str, since: object, deadline: float) -> Answer:
+    """One ``provider.lookup`` under ``deadline``, with its failures as ProviderErrors."""
+    with deadline_scope(deadline):
         return _lookup_once(provider, number, since)

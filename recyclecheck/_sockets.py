@@ -1,0 +1,163 @@
+"""Sockets that never wait past the check's deadline, and the connection pool that uses them.
+
+``requests`` gives each socket operation a fresh timeout: a server that sends
+its headers (or a chunked body's size lines) one byte a second holds the
+calling thread for as long as it likes.  Here every receive and send first
+shrinks the socket's timeout to what is left of the current deadline, so the
+whole exchange (status line, headers, chunk framing, body) ends by it.
+
+The same connections refuse to connect on the caller's thread: DNS and the
+TCP/TLS handshake are not bounded that way, so an inline lookup that would need
+a new connection raises :class:`~recyclecheck._deadline.NeedsWorker` before
+anything is sent, and the Guard starts it again on a worker.
+
+Only sockets whose type is exactly :class:`socket.socket` or
+:class:`ssl.SSLSocket` are bound (TLS inside TLS through an HTTPS proxy uses
+another type); a connection whose socket could not be bound is never used
+inline, and keeps requests' per-operation timeouts.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import time
+from typing import Any
+
+import requests.adapters
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+from ._deadline import NeedsWorker, current_deadline, is_inline
+
+__all__ = ["DeadlineAdapter", "has_idle_bound_connection"]
+
+
+def _shrink(sock: socket.socket) -> None:
+    deadline = current_deadline()
+    if deadline is None:
+        return  # outside a request: the timeout urllib3 set stands
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("deadline passed")
+    sock.settimeout(left)
+
+
+class _DeadlineSocket(socket.socket):
+    """A plain socket whose every receive and send ends by the deadline."""
+
+    __slots__ = ()
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        _shrink(self)
+        return super().recv(bufsize, flags)
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        _shrink(self)
+        return super().recv_into(buffer, nbytes, flags)
+
+    def send(self, data: Any, flags: int = 0) -> int:
+        _shrink(self)
+        return super().send(data, flags)
+
+    def sendall(self, data: Any, flags: int = 0) -> None:
+        _shrink(self)
+        super().sendall(data, flags)
+
+
+class _DeadlineTLSSocket(ssl.SSLSocket):
+    """A TLS socket whose every receive and send ends by the deadline."""
+
+    def recv(self, buflen: int = 1024, flags: int = 0) -> bytes:
+        _shrink(self)
+        return super().recv(buflen, flags)
+
+    def recv_into(self, buffer: Any, nbytes: int | None = None, flags: int = 0) -> int:
+        _shrink(self)
+        return super().recv_into(buffer, nbytes, flags)
+
+    def send(self, data: Any, flags: int = 0) -> int:
+        _shrink(self)
+        return super().send(data, flags)
+
+    def sendall(self, data: Any, flags: int = 0) -> None:
+        _shrink(self)
+        super().sendall(data, flags)
+
+
+def _bind(sock: object) -> bool:
+    """Make ``sock`` deadline-bound in place; ``False`` for socket types we do not know."""
+    # Changing the class keeps the socket object (and every reference urllib3 and
+    # http.client hold to it); the subclasses add no state, only the shrink.
+    if type(sock) is socket.socket:
+        sock.__class__ = _DeadlineSocket
+        return True
+    if type(sock) is ssl.SSLSocket:
+        sock.__class__ = _DeadlineTLSSocket
+        return True
+    return isinstance(sock, (_DeadlineSocket, _DeadlineTLSSocket))
+
+
+class _DeadlineHTTPConnection(HTTPConnection):
+    deadline_bound = False
+
+    def connect(self) -> None:
+        if is_inline():
+            raise NeedsWorker
+        super().connect()
+        self.deadline_bound = _bind(self.sock)
+
+
+class _DeadlineHTTPSConnection(HTTPSConnection):
+    deadline_bound = False
+
+    def connect(self) -> None:
+        if is_inline():
+            raise NeedsWorker
+        super().connect()
+        self.deadline_bound = _bind(self.sock)
+
+
+class _DeadlineHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _DeadlineHTTPConnection
+
+
+class _DeadlineHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _DeadlineHTTPSConnection
+
+
+_POOL_CLASSES = {"http": _DeadlineHTTPPool, "https": _DeadlineHTTPSPool}
+
+
+class DeadlineAdapter(requests.adapters.HTTPAdapter):
+    """An ``HTTPAdapter`` whose pools hand out deadline-bound connections."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        """Build the pool manager, then make it use deadline-bound pools."""
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _POOL_CLASSES
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        """Build (once) the manager for ``proxy``, with deadline-bound pools where it has any."""
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if hasattr(manager, "pool_classes_by_scheme") and not proxy.lower().startswith("socks"):
+            manager.pool_classes_by_scheme = _POOL_CLASSES
+        return manager
+
+
+def has_idle_bound_connection(pool: object) -> bool:
+    """Whether ``pool`` would hand out an open, deadline-bound connection now.
+
+    A hint, read without a lock: another thread may take the connection first,
+    in which case the inline lookup meets :class:`NeedsWorker` and moves.
+    """
+    if not isinstance(pool, (_DeadlineHTTPPool, _DeadlineHTTPSPool)):
+        return False
+    idle = getattr(pool.pool, "queue", None)  # LifoQueue: the last item is handed out next
+    if not idle:
+        return False
+    try:
+        conn = idle[-1]
+    except IndexError:
+        return False
+    return conn is not None and conn.deadline_bound and conn.sock is not None
