@@ -1,0 +1,1 @@
+"""Runnable examples for recyclecheck (run them from the repository root)."""
