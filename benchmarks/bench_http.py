@@ -7,8 +7,10 @@ Run: pip install twilio && python benchmarks/bench_http.py [--rounds N]
 The server runs in its own process (HTTP/1.1 keep-alive) so it does not share
 the client's GIL.  The Guard's fact cache is disabled so every check makes the
 full round trip.  Cases are interleaved round by round and the best round is
-kept.  Targets: the SDK within 1.15x of bare requests, and faster than the
-official client.
+kept.  Targets: the SDK within 1.05x of bare requests, and faster than the
+official client.  A warm connection lets the Guard run the lookup on the calling
+thread (every socket operation bounded by the deadline); the line "inline" says
+how many of the timed checks did.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ import datetime as dt
 import json
 import multiprocessing
 import socket
+import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import requests
 
@@ -95,11 +99,6 @@ def main() -> None:
         except requests.ConnectionError:
             time.sleep(0.05)
 
-    guard = Guard(
-        TwilioProvider(SID, TOKEN, base_url=base), cache=MemoryCache(max_entries=0), timeout=2
-    )
-    assert guard.check(NUMBER, bound_at=BOUND).allowed
-
     session = requests.Session()
     since = (BOUND - dt.timedelta(days=1)).strftime("%Y%m%d")
 
@@ -112,6 +111,18 @@ def main() -> None:
         )
         response.raise_for_status()
         assert response.json()["reassigned_number"]["is_number_reassigned"] == "no"
+
+    caller = threading.get_ident()
+    inline = [0, 0]  # checks whose lookup ran on the calling thread, checks made
+
+    class Counting(TwilioProvider):
+        def lookup(self, number: str, since: dt.date) -> Any:
+            inline[0] += threading.get_ident() == caller
+            inline[1] += 1
+            return super().lookup(number, since)
+
+    guard = Guard(Counting(SID, TOKEN, base_url=base), cache=MemoryCache(max_entries=0), timeout=2)
+    assert guard.check(NUMBER, bound_at=BOUND).allowed
 
     cases = {
         "bare requests.Session GET + json": bare,
@@ -149,8 +160,9 @@ def main() -> None:
     for name, value in best.items():
         print(f"{name:40} {value * 1e6:8.0f}us {value / bare_cost:8.2f}")
     sdk = best["recyclecheck guard.check (Twilio)"]
+    print(f"inline: {inline[0]} of {inline[1]} checks ran on the calling thread")
     print(
-        f"target SDK <= 1.15x bare requests: {'ok' if sdk <= 1.15 * bare_cost else 'OVER TARGET'}"
+        f"target SDK <= 1.05x bare requests: {'ok' if sdk <= 1.05 * bare_cost else 'OVER TARGET'}"
     )
     if "official twilio client fetch()" in best:
         faster = sdk < best["official twilio client fetch()"]

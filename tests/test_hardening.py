@@ -329,3 +329,35 @@ def test_a_no_data_answer_is_not_cached_and_the_memo_reparses_consistently() -> 
     for _ in range(3):
         guard.check("138 0013 8000", bound_at=BOUND)
     assert asked == ["+8613800138000"] * 3
+
+
+def test_a_slow_dns_lookup_never_runs_on_the_callers_thread(
+    fake: FakeProviderServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Name resolution is not bounded by socket timeouts: it runs on a worker, and the
+    login still returns at its deadline."""
+    resolving: list[int] = []
+    real = socket.getaddrinfo
+
+    def slow_getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == "localhost":
+            resolving.append(threading.get_ident())
+            time.sleep(1.0)
+            return real("127.0.0.1", *args, **kwargs)
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", slow_getaddrinfo)
+    credentials = Credentials()
+    port = fake.url.rsplit(":", 1)[1]
+    provider = TwilioProvider(
+        credentials.twilio_account_sid,
+        credentials.twilio_auth_token,
+        base_url=f"http://localhost:{port}",  # loopback: plain http is allowed
+    )
+    with Guard(provider, cache=MemoryCache(max_entries=0), timeout=0.3) as guard:
+        started = time.monotonic()
+        decision = guard.check(US_NEVER, bound_at=BOUND)
+        assert time.monotonic() - started < 0.3 + 0.1
+        assert decision.reason is Reason.PROVIDER_UNAVAILABLE
+        assert resolving
+        assert threading.get_ident() not in resolving
