@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import os
 import re
+import stat
 import urllib.parse
 from collections.abc import Mapping
 from typing import Any
@@ -21,15 +23,24 @@ from ..exceptions import (
 )
 
 __all__ = [
+    "CA_BUNDLE_ENV",
     "Strict",
     "basic_authorization",
     "check_base_url",
+    "check_ca_bundle",
     "check_credential",
     "check_e164",
     "check_since",
+    "env_ca_bundle",
     "env_value",
     "error_code",
 ]
+
+#: The one variable every adapter's ``from_env()`` reads for the roots to trust.
+#: ``REQUESTS_CA_BUNDLE`` and ``CURL_CA_BUNDLE`` are deliberately not read: they
+#: are set for other tools, and the roots a login check trusts change only when
+#: asked for by name.
+CA_BUNDLE_ENV = "RECYCLECHECK_CA_BUNDLE"
 
 # ASCII digits only: ``\d`` would also accept Arabic-Indic or full-width digits.
 _E164 = re.compile(r"\+[1-9][0-9]{6,14}")
@@ -41,6 +52,9 @@ _RFC3339 = re.compile(
     r"(?:\.([0-9]{1,9}))?(?:([Zz])|([+-])([0-9]{2}):([0-9]{2}))"
 )
 _LOOPBACK = frozenset({"localhost", "::1"})
+_PEM_CERTIFICATE = re.compile(rb"-----BEGIN (?:TRUSTED )?CERTIFICATE-----")
+# How much of a CA bundle is searched for its first certificate (certifi's is ~300 KiB).
+_CA_BUNDLE_HEAD = 1 << 20
 
 
 class _WrongType(InvalidInput, TypeError):
@@ -121,6 +135,35 @@ def basic_authorization(user: str, password: str) -> str:
     """Build an ``Authorization`` value for HTTP Basic auth (RFC 7617, UTF-8)."""
     token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
     return f"Basic {token}"
+
+
+def check_ca_bundle(path: str, what: str) -> str:
+    """Return ``path`` if it names a readable file holding a PEM certificate.
+
+    Otherwise raise :class:`ConfigurationError` naming ``what`` (the option or
+    variable), so a wrong path fails at configuration rather than as a TLS
+    error on every lookup.
+    """
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block the open
+            raise ConfigurationError(f"{what} is not a regular file")
+        with open(path, "rb") as handle:
+            head = handle.read(_CA_BUNDLE_HEAD)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"{what} cannot be read: {exc.strerror or type(exc).__name__}"
+        ) from None
+    if not _PEM_CERTIFICATE.search(head):
+        raise ConfigurationError(f"{what} holds no PEM certificate")
+    return path
+
+
+def env_ca_bundle(environ: Mapping[str, str]) -> str | None:
+    """Read the optional :data:`CA_BUNDLE_ENV` (blank counts as unset) and check its file."""
+    path = env_value(environ, CA_BUNDLE_ENV, required=False)
+    if path is None:
+        return None
+    return check_ca_bundle(path, f"environment variable {CA_BUNDLE_ENV}")
 
 
 def env_value(environ: Mapping[str, str], name: str, *, required: bool) -> str | None:

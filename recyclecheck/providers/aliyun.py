@@ -26,7 +26,15 @@ from ..exceptions import (
 )
 from . import _acs3
 from ._answers import Answer, ChangedSince, NoData, NotCovered
-from ._wire import Strict, check_base_url, check_credential, check_e164, check_since, env_value
+from ._wire import (
+    Strict,
+    check_base_url,
+    check_credential,
+    check_e164,
+    check_since,
+    env_ca_bundle,
+    env_value,
+)
 
 __all__ = ["AliyunProvider"]
 
@@ -158,9 +166,11 @@ class AliyunProvider:
         """Build the provider from environment variables (``os.environ`` unless given).
 
         Required: ``ALIBABA_CLOUD_ACCESS_KEY_ID``, ``ALIBABA_CLOUD_ACCESS_KEY_SECRET`` and
-        ``RECYCLECHECK_ALIYUN_AUTH_CODE``; optional: ``RECYCLECHECK_ALIYUN_ENDPOINT`` and
-        ``RECYCLECHECK_ALIYUN_MASK``.  A missing or empty required variable raises
-        :class:`ConfigurationError` naming the variable (never its value).
+        ``RECYCLECHECK_ALIYUN_AUTH_CODE``; optional: ``RECYCLECHECK_ALIYUN_ENDPOINT``,
+        ``RECYCLECHECK_ALIYUN_MASK`` and ``RECYCLECHECK_CA_BUNDLE`` (a PEM file of
+        the roots to trust instead of the default ones).  A missing or empty
+        required variable raises :class:`ConfigurationError` naming the variable
+        (never its value).
         """
         env = os.environ if environ is None else environ
         return cls(
@@ -169,6 +179,7 @@ class AliyunProvider:
             env_value(env, _ENV_AUTH_CODE, required=True) or "",
             endpoint=env_value(env, _ENV_ENDPOINT, required=False) or _DEFAULT_ENDPOINT,
             mask=env_value(env, _ENV_MASK, required=False) or "SHA256",
+            ca_bundle=env_ca_bundle(env),
         )
 
     def __repr__(self) -> str:

@@ -50,6 +50,7 @@ from ..exceptions import (
 from ._answers import Answer, ChangedSince, NoData, NotCovered
 from ._jwt import CLIENT_ASSERTION_TYPE, JwtSigner, client_assertion_claims
 from ._tokens import TokenCache
+from ._wire import env_ca_bundle
 
 __all__ = ["CamaraProvider"]
 
@@ -324,8 +325,10 @@ class CamaraProvider:
 
         ``API_ROOT`` is required; then ``ACCESS_TOKEN``, or ``TOKEN_URL`` and
         ``CLIENT_ID`` with ``CLIENT_SECRET`` or ``PRIVATE_KEY_FILE`` (and optional
-        ``KEY_ID``); optional ``API_VERSION`` and ``THREE_LEGGED`` (true/false).
-        Empty variables count as unset.  Errors name the variable, never its value.
+        ``KEY_ID``); optional ``API_VERSION`` and ``THREE_LEGGED`` (true/false),
+        and ``RECYCLECHECK_CA_BUNDLE`` (a PEM file of the roots to trust instead of
+        the default ones).  Empty variables count as unset.  Errors name the
+        variable, never its value.
         """
         env = os.environ if environ is None else environ
 
@@ -355,7 +358,7 @@ class CamaraProvider:
             "three_legged": _env_bool(get("THREE_LEGGED"), ENV_PREFIX + "THREE_LEGGED"),
         }
         _configure(_ENV_NAMES, api_root=api_root, scope="number-recycling:check", **options)
-        return cls(api_root, **options)
+        return cls(api_root, ca_bundle=env_ca_bundle(env), **options)
 
     def lookup(self, number: str, since: dt.date) -> Answer:
         """Ask whether ``number`` (E.164) changed subscriber on or after ``since``.

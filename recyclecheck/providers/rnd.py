@@ -24,7 +24,15 @@ from .._phone import mask as mask_number
 from ..exceptions import ConfigurationError, ProviderAuthError
 from ._answers import Answer, ChangedSince, NoData, NotCovered
 from ._tokens import TokenCache
-from ._wire import Strict, check_base_url, check_credential, check_e164, check_since, env_value
+from ._wire import (
+    Strict,
+    check_base_url,
+    check_credential,
+    check_e164,
+    check_since,
+    env_ca_bundle,
+    env_value,
+)
 
 __all__ = ["RndProvider"]
 
@@ -127,14 +135,17 @@ class RndProvider:
         """Build the provider from environment variables (``os.environ`` unless given).
 
         Required: ``RECYCLECHECK_RND_REFRESH_TOKEN`` and ``RECYCLECHECK_RND_COMPANY_ID``;
-        optional: ``RECYCLECHECK_RND_BASE_URL``.  A missing or empty required variable
-        raises :class:`ConfigurationError` naming the variable (never its value).
+        optional: ``RECYCLECHECK_RND_BASE_URL`` and ``RECYCLECHECK_CA_BUNDLE`` (a PEM
+        file of the roots to trust instead of the default ones).  A missing or empty
+        required variable raises :class:`ConfigurationError` naming the variable
+        (never its value).
         """
         env = os.environ if environ is None else environ
         return cls(
             env_value(env, _ENV_REFRESH_TOKEN, required=True) or "",
             env_value(env, _ENV_COMPANY_ID, required=True) or "",
             base_url=env_value(env, _ENV_BASE_URL, required=False) or _DEFAULT_BASE_URL,
+            ca_bundle=env_ca_bundle(env),
         )
 
     def __repr__(self) -> str:

@@ -33,6 +33,7 @@ from ._wire import (
     check_credential,
     check_e164,
     check_since,
+    env_ca_bundle,
     env_value,
     error_code,
 )
@@ -108,8 +109,10 @@ class TelesignProvider:
         """Build from environment variables (``environ`` defaults to ``os.environ``).
 
         Reads ``RECYCLECHECK_TELESIGN_CUSTOMER_ID``, ``RECYCLECHECK_TELESIGN_API_KEY``
-        and the optional ``RECYCLECHECK_TELESIGN_BASE_URL`` and
-        ``RECYCLECHECK_TELESIGN_AUTH`` (``digest`` or ``basic``).
+        and the optional ``RECYCLECHECK_TELESIGN_BASE_URL``,
+        ``RECYCLECHECK_TELESIGN_AUTH`` (``digest`` or ``basic``) and
+        ``RECYCLECHECK_CA_BUNDLE`` (a PEM file of the roots to trust instead of
+        the default ones).
         """
         env = os.environ if environ is None else environ
         auth = env_value(env, "RECYCLECHECK_TELESIGN_AUTH", required=False) or "digest"
@@ -121,6 +124,7 @@ class TelesignProvider:
             base_url=env_value(env, "RECYCLECHECK_TELESIGN_BASE_URL", required=False)
             or DEFAULT_BASE_URL,
             auth=auth,
+            ca_bundle=env_ca_bundle(env),
         )
 
     def __repr__(self) -> str:

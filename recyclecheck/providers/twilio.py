@@ -28,6 +28,7 @@ from ._wire import (
     check_credential,
     check_e164,
     check_since,
+    env_ca_bundle,
     env_value,
     error_code,
 )
@@ -84,7 +85,8 @@ class TwilioProvider:
         """Build from environment variables (``environ`` defaults to ``os.environ``).
 
         Reads ``TWILIO_ACCOUNT_SID``, ``TWILIO_AUTH_TOKEN`` and the optional
-        ``RECYCLECHECK_TWILIO_BASE_URL``.
+        ``RECYCLECHECK_TWILIO_BASE_URL`` and ``RECYCLECHECK_CA_BUNDLE`` (a PEM
+        file of the roots to trust instead of the default ones).
         """
         env = os.environ if environ is None else environ
         return cls(
@@ -92,6 +94,7 @@ class TwilioProvider:
             env_value(env, "TWILIO_AUTH_TOKEN", required=True) or "",
             base_url=env_value(env, "RECYCLECHECK_TWILIO_BASE_URL", required=False)
             or DEFAULT_BASE_URL,
+            ca_bundle=env_ca_bundle(env),
         )
 
     def __repr__(self) -> str:
