@@ -102,14 +102,17 @@ class HeaderDrip:
 class ChunkDrip:
     """Send the normal answer ``Transfer-Encoding: chunked``, its framing one byte at a time.
 
-    The headers go out at once; then each body byte travels in a chunk of its
-    own, and every byte of the framing (chunk-size lines, their CRLFs, the last
-    chunk) follows ``byte_interval`` seconds after the one before.  A client
-    reading chunk-size lines gets a byte well inside any per-read timeout, for
-    far longer than the body alone would take to drip.
+    The headers go out at once.  The body travels as one chunk whose
+    chunk-size line is written with ``size_digits`` hex digits (leading zeros,
+    as HTTP allows), and that line, the CRLF after the data and the last
+    chunk (as wide) go out one byte every ``byte_interval`` seconds; the data
+    itself goes at once.  A client reading a chunk-size line gets a byte well
+    inside any per-read timeout for ``size_digits * byte_interval`` seconds
+    (3.2 s at the defaults), twice.
     """
 
     byte_interval: float = attrs.field(default=0.05, converter=_seconds, validator=_non_negative)
+    size_digits: int = attrs.field(default=64, validator=_status_between(1, 4096))
 
 
 def _retry_after(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:

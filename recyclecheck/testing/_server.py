@@ -331,7 +331,7 @@ class _Handler(BaseHTTPRequestHandler):
             sent = self._dribble(reply.body, fault.byte_interval)
         elif isinstance(fault, ChunkDrip):
             self.wfile.write(head)
-            sent = self._chunks(reply.body, fault.byte_interval)
+            sent = self._chunked(reply.body, fault)
         else:
             self.wfile.write(head + reply.body)  # one write: one segment for small answers
             sent = True
@@ -354,15 +354,13 @@ class _Handler(BaseHTTPRequestHandler):
             lines.append("Connection: close")
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
-    def _chunks(self, body: bytes, interval: float) -> bool:
-        """Send ``body`` one byte per chunk, the framing one byte every ``interval``."""
-        for byte in body:
-            if not self._dribble(b"1\r\n", interval):
-                return False
-            self.wfile.write(bytes((byte,)))
-            if not self._dribble(b"\r\n", interval):
-                return False
-        return self._dribble(b"0\r\n\r\n", interval)
+    def _chunked(self, body: bytes, fault: ChunkDrip) -> bool:
+        """Send ``body`` as one chunk, its wide size lines and CRLFs one byte at a time."""
+        interval, digits = fault.byte_interval, fault.size_digits
+        if not self._dribble(f"{len(body):0{digits}x}\r\n".encode("ascii"), interval):
+            return False
+        self.wfile.write(body)
+        return self._dribble(b"\r\n" + b"0" * digits + b"\r\n\r\n", interval)
 
     def _dribble(self, data: bytes, interval: float) -> bool:
         """Write ``data`` one byte every ``interval``; False once the client or server quits."""

@@ -655,7 +655,7 @@ def test_header_drip_ends_with_the_normal_answer(server: FakeProviderServer) -> 
 
 
 def test_chunk_drip_trickles_the_chunk_size_lines(server: FakeProviderServer) -> None:
-    """The headers come at once (chunked, no length); then the framing one byte at a time."""
+    """The headers come at once (chunked, no length); then the size line one byte at a time."""
     interval = 0.05
     server.inject(ChunkDrip(interval), number=US_NEVER)
     with raw_lookup(server) as sock:
@@ -663,19 +663,17 @@ def test_chunk_drip_trickles_the_chunk_size_lines(server: FakeProviderServer) ->
         head, rest = read_head(sock)
         head_took = time.monotonic() - started
         assert rest == b""
-        framing = arrivals(sock, 8)
-    assert head_took < interval * 0.9 + 0.5  # the headers did not wait for the drip
+        size_line = arrivals(sock, 6)
+    assert head_took < 0.5  # the headers did not wait for the drip
     assert b"\r\ntransfer-encoding: chunked\r\n" in head.lower()
     assert b"content-length" not in head.lower()
-    # "1\r\n{\r\n1\r\n": the first chunk's size line, its byte, its CRLF, the next size line.
-    assert b"".join(data for _, data in framing) == b"1\r\n{\r\n1\r"
-    assert len(framing[0][1]) == 1
-    assert framing[-1][0] - framing[0][0] >= 5 * interval * 0.9
+    assert b"".join(data for _, data in size_line) == b"000000"  # 64 hex digits, zero-padded
+    assert len(size_line[0][1]) == 1
+    assert size_line[-1][0] - size_line[0][0] >= 5 * interval * 0.9
 
 
-def test_chunk_drip_frames_the_normal_answer_one_byte_per_chunk(
-    server: FakeProviderServer,
-) -> None:
+@pytest.mark.parametrize("digits", [64, 1])
+def test_chunk_drip_frames_the_normal_answer(server: FakeProviderServer, digits: int) -> None:
     """The chunked framing is valid HTTP/1.1 and carries exactly the healthy body."""
     with session() as http:
         healthy = http.get(
@@ -684,13 +682,14 @@ def test_chunk_drip_frames_the_normal_answer_one_byte_per_chunk(
             auth=(server.credentials.twilio_account_sid, server.credentials.twilio_auth_token),
             timeout=5,
         )
-    server.inject(ChunkDrip(0), number=US_NEVER)
+    server.inject(ChunkDrip(0, size_digits=digits), number=US_NEVER)
     with raw_lookup(server) as sock:
         _, rest = read_head(sock)
         sock.shutdown(socket.SHUT_WR)  # the server closes once it has answered
         sizes, body = dechunk(rest + read_all(sock))
     assert body == healthy.content
-    assert sizes == [b"1"] * len(body) + [b"0"]
+    assert sizes == [f"{len(body):0{digits}x}".encode(), b"0" * digits]
+    assert len(sizes[0]) == max(digits, len(f"{len(body):x}"))
 
 
 @pytest.mark.parametrize("kind", ONE_PER_WIRE)
@@ -818,6 +817,10 @@ def test_fault_values_are_validated() -> None:
         lambda: RateLimit(dt.datetime(2030, 1, 1)),
         lambda: Latency(-1),
         lambda: Redirect(status=200),
+        lambda: HeaderDrip(-0.1),
+        lambda: ChunkDrip(-0.1),
+        lambda: ChunkDrip(size_digits=0),
+        lambda: ChunkDrip(size_digits=4097),
     ):
         with pytest.raises(ConfigurationError):
             bad()
