@@ -28,9 +28,11 @@ from recyclecheck import Action, Decision, Guard, Reason, mask
 from recyclecheck.providers import TwilioProvider
 from recyclecheck.testing import (
     AuthRefused,
+    ChunkDrip,
     Credentials,
     FakeProviderServer,
     Hang,
+    HeaderDrip,
     HtmlErrorPage,
     HugeBody,
     Latency,
@@ -179,6 +181,48 @@ def test_slow_provider_costs_one_deadline(
     assert decision.elapsed >= TIMEOUT / 2
     # ...and asked it once: a timeout leaves no time for a retry.
     assert [r.fault for r in lookups(server, number)] == [fault]
+
+
+#: How long the pause between two dripped bytes is.  Each byte comes well inside any
+#: per-read timeout; each drip lasts many deadlines (headers: 130-odd bytes, about 7 s;
+#: chunk framing: two chunk-size lines of 64 digits, about 7 s; bodies: 15 s or more).
+DRIP = 0.05
+#: After the deadline, how long the worker may take to let go of a trickling connection.
+RELEASE = 0.2
+
+
+def settles(condition: Callable[[], bool], by: float) -> bool:
+    """Whether ``condition`` holds now or turns true before the monotonic moment ``by``."""
+    while not condition():
+        if time.monotonic() >= by:
+            return condition()
+        time.sleep(0.005)
+    return True
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [HeaderDrip(DRIP), ChunkDrip(DRIP), SlowDrip(DRIP)],
+    ids=["header-drip", "chunk-size-drip", "body-drip"],
+)
+def test_a_trickling_answer_does_not_pin_a_worker(
+    server: FakeProviderServer, guard: Guard, kind: str, fault: Any
+) -> None:
+    """Headers, chunk-size lines or a body trickling in byte by byte: the login steps up by
+    the deadline, and shortly after it no worker still reads the answer and the connection
+    is closed, so a slow provider cannot fill the pool and starve healthy lookups."""
+    started = time.monotonic()
+    number, _ = fails_in_time(server, guard, kind, fault)
+    by = started + TIMEOUT + RELEASE
+    assert settles(lambda: guard.pool.in_flight == 0, by), (
+        f"{guard.pool.in_flight} worker(s) still reading the answer {RELEASE}s after the deadline"
+    )
+    (record,) = lookups(server, number)
+    assert record.fault == fault
+    assert settles(lambda: lookups(server, number)[0].ended == "client_closed", by), (
+        f"the server still sending (ended={lookups(server, number)[0].ended}) "
+        f"{RELEASE}s after the deadline"
+    )
 
 
 def test_latency_inside_the_deadline_still_answers(server: FakeProviderServer) -> None:
