@@ -158,7 +158,11 @@ class AliyunProvider:
         self._access_key_id = access_key_id
         self._mask = mask.upper()
         self._http = HttpClient(
-            provider=self.name, ca_bundle=ca_bundle, proxies=proxies, max_body=max_body
+            provider=self.name,
+            ca_bundle=ca_bundle,
+            proxies=proxies,
+            max_body=max_body,
+            base_url=self._base,
         )
 
     @classmethod
@@ -189,6 +193,11 @@ class AliyunProvider:
         """Close pooled connections."""
         self._http.close()
 
+    def _inline_ready(self) -> bool:
+        # The Guard may run this lookup on the caller's thread: every step after
+        # this is bounded by the deadline once a warm connection is there.
+        return self._http.ready_inline()
+
     def lookup(self, number: str, since: dt.date) -> Answer:
         """Ask whether ``number`` (E.164) was reissued, cancelled or transferred since ``since``.
 
@@ -201,11 +210,13 @@ class AliyunProvider:
         since = check_since(since)
         match = _CN_MOBILE.fullmatch(number)
         if match is None or since < _FIRST_DAY:
-            _log.debug("aliyun: %s not covered, no request made", mask_number(number))
+            if _log.isEnabledFor(logging.DEBUG):
+                _log.debug("aliyun: %s not covered, no request made", mask_number(number))
             return NotCovered()
         response = self._send(match.group(1), since)
         answer = self._answer(response, since)
-        _log.debug("aliyun: %s -> %s", mask_number(number), type(answer).__name__)
+        if _log.isEnabledFor(logging.DEBUG):  # mask() parses the number: only when it shows
+            _log.debug("aliyun: %s -> %s", mask_number(number), type(answer).__name__)
         return answer
 
     def _input_number(self, digits: str) -> str:

@@ -384,13 +384,14 @@ class CamaraProvider:
         body = json.dumps(payload, separators=(",", ":")).encode("ascii")
         response = self._http.request("POST", self._config.check_url, headers=headers, body=body)
         answer = self._answer(response, correlator, since)
-        _LOG.debug(
-            "camara check of %s: %s (status %d, x-correlator %s)",
-            mask(number),
-            type(answer).__name__,
-            response.status,
-            correlator,
-        )
+        if _LOG.isEnabledFor(logging.DEBUG):  # mask() parses the number: only when it shows
+            _LOG.debug(
+                "camara check of %s: %s (status %d, x-correlator %s)",
+                mask(number),
+                type(answer).__name__,
+                response.status,
+                correlator,
+            )
         return answer
 
     def close(self) -> None:

@@ -161,7 +161,8 @@ class RndProvider:
         since = check_since(since)
         tn = _us_tn(number)
         if tn is None:
-            _log.debug("rnd: %s not covered, no request made", mask_number(number))
+            if _log.isEnabledFor(logging.DEBUG):
+                _log.debug("rnd: %s not covered, no request made", mask_number(number))
             return NotCovered()
         date = since.isoformat()
         query = {"tnList": [{"tn": tn, "date": date, "companyId": self._company_id}]}
@@ -178,7 +179,8 @@ class RndProvider:
                 "id token refused", provider=self.name, status=response.status, retryable=True
             )
         answer = self._answer(response, tn, date, since)
-        _log.debug("rnd: %s -> %s", mask_number(number), type(answer).__name__)
+        if _log.isEnabledFor(logging.DEBUG):  # mask() parses the number: only when it shows
+            _log.debug("rnd: %s -> %s", mask_number(number), type(answer).__name__)
         return answer
 
     def _fetch_token(self) -> tuple[str, float]:

@@ -16,6 +16,7 @@ import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import Any, NoReturn
 
+from .._dates import utc_date
 from .._http import DEFAULT_MAX_BODY, HttpClient, HttpResponse, rate_limited
 from .._phone import mask
 from ..exceptions import (
@@ -98,7 +99,11 @@ class TelesignProvider:
         self._base_url = check_base_url(base_url)
         self._base_path = urllib.parse.urlsplit(self._base_url).path
         self._http = HttpClient(
-            provider=_NAME, ca_bundle=ca_bundle, proxies=proxies, max_body=max_body
+            provider=_NAME,
+            ca_bundle=ca_bundle,
+            proxies=proxies,
+            max_body=max_body,
+            base_url=self._base_url,
         )
         # Seams for tests; the signer itself is pure.
         self._clock: Callable[[], float] = time.time
@@ -134,6 +139,11 @@ class TelesignProvider:
         """Close pooled connections."""
         self._http.close()
 
+    def _inline_ready(self) -> bool:
+        # The Guard may run this lookup on the caller's thread: every step after
+        # this is bounded by the deadline once a warm connection is there.
+        return self._http.ready_inline()
+
     def lookup(self, number: str, since: dt.date) -> Answer:
         """Ask when the E.164 ``number`` was last deactivated, and whether on or after ``since``."""
         number = check_e164(number)
@@ -157,7 +167,8 @@ class TelesignProvider:
         if response.status != 200:
             self._failed(response)
         answer = parse_phoneid(self._http.json_body(response), digits, since)
-        _log.debug("telesign answered %s for %s", type(answer).__name__, mask(number))
+        if _log.isEnabledFor(logging.DEBUG):  # mask() parses the number: only when it shows
+            _log.debug("telesign answered %s for %s", type(answer).__name__, mask(number))
         return answer
 
     def _headers(self, path: str, body: bytes) -> dict[str, str]:
@@ -213,7 +224,7 @@ def _change_date(moment: dt.datetime) -> dt.date:
 
     A later change date can only count as "after the binding" more often.
     """
-    return max(moment.date(), moment.astimezone(dt.timezone.utc).date())
+    return max(moment.date(), utc_date(moment))
 
 
 def _coverage_date(moment: dt.datetime) -> dt.date:
@@ -222,6 +233,8 @@ def _coverage_date(moment: dt.datetime) -> dt.date:
     A start during a day leaves that day's earlier hours unwatched, so coverage
     counts from the next day (a later start can only mean "not covered" more often).
     """
+    # Out of range raises OverflowError: a coverage start past the year 9999 is a bad
+    # answer (unlike a change date, which saturates and still counts as a change).
     utc = moment.astimezone(dt.timezone.utc)
     return utc.date() + dt.timedelta(days=0 if utc.time() == dt.time(0) else 1)
 

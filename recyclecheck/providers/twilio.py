@@ -77,7 +77,11 @@ class TwilioProvider:
         self._base_url = check_base_url(base_url)
         self._authorization = basic_authorization(user, secret)
         self._http = HttpClient(
-            provider=_NAME, ca_bundle=ca_bundle, proxies=proxies, max_body=max_body
+            provider=_NAME,
+            ca_bundle=ca_bundle,
+            proxies=proxies,
+            max_body=max_body,
+            base_url=self._base_url,
         )
 
     @classmethod
@@ -104,6 +108,11 @@ class TwilioProvider:
         """Close pooled connections."""
         self._http.close()
 
+    def _inline_ready(self) -> bool:
+        # The Guard may run this lookup on the caller's thread: every step after
+        # this is bounded by the deadline once a warm connection is there.
+        return self._http.ready_inline()
+
     def lookup(self, number: str, since: dt.date) -> Answer:
         """Ask whether the E.164 ``number`` was reassigned on or after ``since``."""
         number = check_e164(number)
@@ -121,7 +130,8 @@ class TwilioProvider:
             answer: Answer = self._failed(response)
         else:
             answer = parse_lookup(self._http.json_body(response), number, since)
-        _log.debug("twilio answered %s for %s", type(answer).__name__, mask(number))
+        if _log.isEnabledFor(logging.DEBUG):  # mask() parses the number: only when it shows
+            _log.debug("twilio answered %s for %s", type(answer).__name__, mask(number))
         return answer
 
     def _failed(self, response: HttpResponse) -> NotCovered:

@@ -219,6 +219,17 @@ def test_body_only_example(provider: TelesignProvider, mocked: Any) -> None:
             LastChange(dt.date(2018, 4, 6), dt.date(2014, 10, 6)),
             Reason.REISSUED_AFTER_BINDING,
         ),
+        # a deactivation late on 9999-12-31 west of UTC has no UTC date: it saturates
+        # and is still a change (it once overflowed into provider_unavailable)
+        (
+            {
+                "recycled_since_last_verification": "recycled",
+                "last_deactivated": "9999-12-31T23:00:00-05:00",
+            },
+            SINCE,
+            LastChange(dt.date.max, None),
+            Reason.REISSUED_AFTER_BINDING,
+        ),
         # deactivated on the very day asked about counts
         (
             {
