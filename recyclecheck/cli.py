@@ -1,8 +1,31 @@
-"""The ``recyclecheck`` command line.
+"""The ``recyclecheck`` command line (``recyclecheck`` or ``python -m recyclecheck``).
 
-Exit codes: 0 a decision was made (with ``--exit-status``: 0 allow, 3 step up,
-4 deny); 1 configuration error (bad sandbox file, missing credentials);
-2 bad usage or input (invalid phone number, bad date).
+Exit codes (the same table is in ``--help``, README.md and docs/api.md):
+
+  0  a decision was made (with --exit-status: allow)
+  1  configuration error: the command line is well formed, but what it names
+     cannot be used (an unreadable or invalid --sandbox or --ca-bundle file,
+     missing or invalid provider environment variables, an address that
+     `sandbox serve` cannot bind)
+  2  bad usage: an unknown option, a missing argument, or a value of the wrong
+     form or out of range (--timeout abc, --timeout 0, --port 70000, an invalid
+     phone number or --bound-at)
+  3  with --exit-status: step up
+  4  with --exit-status: deny
+
+Errors go to stderr as ``recyclecheck: MESSAGE`` (usage errors after the usage
+line).  With ``--json`` they go to stdout instead, as one JSON object
+``{"error": KIND, "message": MESSAGE}`` with KIND one of ``usage``,
+``invalid_phone_number``, ``invalid_input`` or ``configuration``, so stdout
+holds exactly one JSON object either way and stderr holds nothing but
+``-v`` logging.
+
+A reader that goes away (``recyclecheck check ... | head -1``) ends the output
+quietly, as the ``signal`` module's documentation recommends (the stream is
+pointed at ``os.devnull``); the exit code stays the one the command decided,
+so it does not depend on how fast the reader quit.
+
+No output, error or log line shows a full phone number.
 """
 
 from __future__ import annotations
@@ -11,18 +34,21 @@ import argparse
 import datetime as dt
 import json
 import logging
+import math
+import os
+import re
 import shlex
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
-from typing import TextIO
+from collections.abc import Callable, Mapping, Sequence
+from typing import NoReturn, TextIO
 
 from ._decision import Decision
-from ._guard import Guard
+from ._guard import MAX_TIMEOUT, Guard
 from ._policy import Action, Policy
 from ._version import __version__
-from .exceptions import ConfigurationError, InvalidInput
+from .exceptions import ConfigurationError, InvalidInput, InvalidPhoneNumber
 from .providers import (
     AliyunProvider,
     CamaraProvider,
@@ -32,6 +58,7 @@ from .providers import (
     TelesignProvider,
     TwilioProvider,
 )
+from .providers._wire import CA_BUNDLE_ENV, check_ca_bundle
 
 __all__ = ["EXIT_CONFIG", "EXIT_DENY", "EXIT_OK", "EXIT_STEP_UP", "EXIT_USAGE", "main"]
 
@@ -41,21 +68,46 @@ EXIT_USAGE = 2
 EXIT_STEP_UP = 3
 EXIT_DENY = 4
 
+#: The exit-code rule, shown by ``--help`` (kept word for word with the module docstring).
+EXIT_CODES_HELP = """\
+exit codes:
+  0  a decision was made (with --exit-status: allow)
+  1  configuration error: the command line is well formed, but what it names
+     cannot be used (an unreadable or invalid --sandbox or --ca-bundle file,
+     missing or invalid provider environment variables, an address that
+     `sandbox serve` cannot bind)
+  2  bad usage: an unknown option, a missing argument, or a value of the wrong
+     form or out of range (--timeout abc, --timeout 0, --port 70000, an invalid
+     phone number or --bound-at)
+  3  with --exit-status: step up
+  4  with --exit-status: deny
+
+With --json, errors are one JSON object on stdout:
+{"error": KIND, "message": MESSAGE}, KIND one of usage, invalid_phone_number,
+invalid_input, configuration.
+"""
+
 _ADVICE = {
     Action.ALLOW: "the SMS code may log this account in",
     Action.STEP_UP: "ask for a second factor (password, e-mail code, ID check) before logging in",
     Action.DENY: "refuse this login",
 }
 
-
 #: Adapters the CLI can build from environment variables (see docs/providers.md).
-PROVIDERS_FROM_ENV: dict[str, Callable[[], Provider]] = {
+PROVIDERS_FROM_ENV: dict[str, Callable[[Mapping[str, str] | None], Provider]] = {
     "aliyun": AliyunProvider.from_env,
     "camara": CamaraProvider.from_env,
     "rnd": RndProvider.from_env,
     "telesign": TelesignProvider.from_env,
     "twilio": TwilioProvider.from_env,
 }
+
+# The core's hint on an unparsable number; the CLI words its own, and only
+# where a region can help.
+_CORE_REGION_HINT = " (national formats need a region)"
+_NATIONAL_SEPARATORS = frozenset(" -.()")
+# What argparse echoes of the input: a quoted value, or a word of digits.
+_ECHOED = re.compile(r"'[^']*'|\+?\d[\d.-]*\d")
 
 
 def parse_bound_at(text: str) -> dt.datetime | dt.date:
@@ -76,14 +128,66 @@ def parse_bound_at(text: str) -> dt.datetime | dt.date:
         ) from None
 
 
-def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="recyclecheck",
-        description="Check whether a phone number changed hands since an account bound it.",
-    )
-    parser.add_argument("--version", action="version", version=f"recyclecheck {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
+# -- argument parsing -------------------------------------------------------------------
 
+
+class _UsageError(Exception):
+    """The command line itself is wrong (exit 2); ``prog`` names the (sub)command."""
+
+    def __init__(self, message: str, *, prog: str, usage: str = "") -> None:
+        super().__init__(message)
+        self.prog = prog
+        self.usage = usage
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors reach :func:`main` instead of exiting.
+
+    So ``main`` can report them as JSON with ``--json``, and withhold anything
+    that looks like a phone number from argparse's echo of the input.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(_withhold_numbers(message), prog=self.prog, usage=self.format_usage())
+
+
+def _withhold_numbers(text: str) -> str:
+    """Replace each echoed value with six digits or more: it may be a phone number."""
+
+    def replace(match: re.Match[str]) -> str:
+        digits = sum(char.isdigit() for char in match.group())
+        return "<number withheld>" if digits >= 6 else match.group()
+
+    return _ECHOED.sub(replace, text)
+
+
+def _timeout(text: str) -> float:
+    """``--timeout``: seconds, more than 0 and at most the Guard's maximum."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= MAX_TIMEOUT:  # NaN fails too
+        raise argparse.ArgumentTypeError(
+            f"must be a number of seconds greater than 0 and at most {MAX_TIMEOUT:g}"
+        )
+    return value
+
+
+def _port(text: str) -> int:
+    """``--port``: 0 to 65535 (0 picks a free port)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(
+            "must be a whole number from 0 to 65535 (0: any free port)"
+        )
+    return value
+
+
+def _add_check(commands: argparse._SubParsersAction[_Parser]) -> None:
     check = commands.add_parser(
         "check",
         help="decide whether an SMS-code login on PHONE may proceed",
@@ -91,50 +195,267 @@ def _build_parser() -> argparse.ArgumentParser:
             "Decide whether an SMS-code login may proceed. Uses the embedded demo "
             "sandbox unless --sandbox or --provider is given."
         ),
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    check.add_argument("phone", help="the number, e.g. '+86 138 0013 8000'")
+    check.add_argument("phone", metavar="PHONE", help="the number, e.g. '+86 138 0013 8000'")
     check.add_argument(
         "--bound-at",
         required=True,
-        help="when the account last proved it holds the number: YYYY-MM-DD or ISO 8601 with offset",
+        metavar="WHEN",
+        help="required: when the account last proved it holds the number: "
+        "YYYY-MM-DD or ISO 8601 with an offset",
     )
-    check.add_argument("--region", help="region for national formats, e.g. CN")
+    check.add_argument(
+        "--region",
+        metavar="CC",
+        help="region for national formats, e.g. CN (default: none; PHONE starts with +)",
+    )
     source = check.add_mutually_exclusive_group()
-    source.add_argument("--sandbox", metavar="FILE", help="answer from this sandbox JSON file")
+    source.add_argument(
+        "--sandbox",
+        metavar="FILE",
+        help="answer from this sandbox JSON file (default: the embedded demo sandbox)",
+    )
     source.add_argument(
         "--provider",
         choices=sorted(PROVIDERS_FROM_ENV),
-        help="ask this real provider, configured from environment variables",
+        metavar="NAME",
+        help="ask this real provider, configured from environment variables: "
+        "%(choices)s (default: none, the demo sandbox answers)",
     )
-    check.add_argument("--timeout", type=float, default=0.8, help="deadline in seconds")
-    check.add_argument("--fail-open", action="store_true", help="allow when the answer is unknown")
-    check.add_argument("--json", action="store_true", help="print the decision as JSON")
+    check.add_argument(
+        "--ca-bundle",
+        metavar="PATH",
+        help=f"with --provider: PEM file of the CA roots to trust instead of the default ones, "
+        f"e.g. the one `sandbox serve --tls` prints (default: ${CA_BUNDLE_ENV} if set, "
+        "else the default roots)",
+    )
+    check.add_argument(
+        "--timeout",
+        type=_timeout,
+        default=0.8,
+        metavar="SECONDS",
+        help=f"deadline of the check, more than 0 and at most {MAX_TIMEOUT:g} "
+        "(default: %(default)s)",
+    )
+    check.add_argument(
+        "--fail-open", action="store_true", help="allow when the answer is unknown (default: off)"
+    )
+    check.add_argument(
+        "--json", action="store_true", help="print the decision, or the error, as JSON"
+    )
     check.add_argument(
         "--exit-status",
         action="store_true",
-        help="exit 0 for allow, 3 for step up, 4 for deny",
+        help="exit 0 for allow, 3 for step up, 4 for deny (default: 0 whenever a decision is made)",
     )
     check.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG to stderr")
 
-    sandbox = commands.add_parser("sandbox", help="local fake providers for development and CI")
-    sandbox_commands = sandbox.add_subparsers(dest="sandbox_command", required=True)
+
+def _add_sandbox(commands: argparse._SubParsersAction[_Parser]) -> None:
+    sandbox = commands.add_parser(
+        "sandbox",
+        help="local fake providers for development and CI",
+        description="Local fake providers for development and CI.",
+    )
+    sandbox_commands = sandbox.add_subparsers(
+        dest="sandbox_command", metavar="COMMAND", title="commands", required=True
+    )
     serve = sandbox_commands.add_parser(
         "serve",
         help="serve every provider wire format from scripted numbers",
         description=(
             "Run FakeProviderServer until interrupted. Prints the URL and the environment "
-            "variables that point each adapter's from_env() at it."
+            "variables that point each adapter's from_env() at it (with --tls, "
+            f"{CA_BUNDLE_ENV} too)."
         ),
     )
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8765, help="port (0 picks a free one)")
-    serve.add_argument("--data", metavar="FILE", help="sandbox JSON file (default: the demo data)")
-    serve.add_argument("--tls", action="store_true", help="HTTPS with a throwaway CA")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
+    serve.add_argument(
+        "--port",
+        type=_port,
+        default=8765,
+        help="port, 0 picks a free one (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--data", metavar="FILE", help="sandbox JSON file (default: the demo numbers)"
+    )
+    serve.add_argument(
+        "--tls", action="store_true", help="HTTPS with a throwaway CA (default: plain HTTP)"
+    )
     serve.add_argument("-v", "--verbose", action="store_true", help="log requests (masked)")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="recyclecheck",
+        description="Check whether a phone number changed hands since an account bound it.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"recyclecheck {__version__}")
+    commands = parser.add_subparsers(
+        dest="command", metavar="COMMAND", title="commands", required=True
+    )
+    _add_check(commands)
+    _add_sandbox(commands)
     return parser
 
 
-def _run_serve(args: argparse.Namespace, out: TextIO, stop: threading.Event) -> int:
+def _unrecognized(extras: Sequence[str]) -> str:
+    """Name unknown options, but only count other stray words: they are often a number's parts."""
+    options = [
+        word.split("=", 1)[0] for word in extras if word.startswith("-") and word[1:2].isalpha()
+    ]
+    options += [word.split("=", 1)[0] for word in extras if word.startswith("--")]
+    others = len(extras) - len(options)
+    parts = []
+    if options:
+        parts.append(f"unrecognized option{'s' if len(options) > 1 else ''}: {', '.join(options)}")
+    if others:
+        parts.append(
+            f"{others} unexpected argument{'s' if others > 1 else ''} (not shown; "
+            "quote a phone number that contains spaces)"
+        )
+    return _withhold_numbers("; ".join(parts))
+
+
+def _parse(parser: argparse.ArgumentParser, arguments: list[str]) -> argparse.Namespace:
+    args, extras = parser.parse_known_args(arguments)
+    prog = f"{parser.prog} {args.command}"
+    if extras:
+        raise _UsageError(_unrecognized(extras), prog=prog)
+    if args.command == "check" and args.ca_bundle is not None and not args.provider:
+        raise _UsageError(
+            "--ca-bundle applies only with --provider (the sandboxes make no network calls)",
+            prog=prog,
+        )
+    return args
+
+
+def _wants_json(arguments: Sequence[str]) -> bool:
+    """Whether ``--json`` was asked for, read before parsing so usage errors honour it."""
+    options = arguments[: arguments.index("--")] if "--" in arguments else arguments
+    return "--json" in options
+
+
+# -- output -----------------------------------------------------------------------------
+
+
+def _silence(stream: TextIO) -> None:
+    """Point ``stream``'s descriptor at devnull after its reader went away.
+
+    The recipe of the ``signal`` module's documentation: the interpreter's
+    flush at exit then has nowhere to fail, and no traceback is printed.
+    """
+    try:
+        descriptor = stream.fileno()
+    except (OSError, ValueError):  # no real descriptor (io.UnsupportedOperation is both)
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, descriptor)
+    finally:
+        os.close(devnull)
+
+
+def _write(stream: TextIO, text: str) -> None:
+    """Write and flush; a closed pipe ends the output quietly instead of raising."""
+    try:
+        stream.write(text)
+        stream.flush()
+    except BrokenPipeError:
+        _silence(stream)
+
+
+class _Console:
+    """Where the command writes: results to stdout, errors to stderr (stdout with ``--json``)."""
+
+    def __init__(self, *, json_errors: bool) -> None:
+        self.json_errors = json_errors
+
+    def out(self, text: str) -> None:
+        _write(sys.stdout, text)
+
+    def error(self, kind: str, message: str, code: int) -> int:
+        if self.json_errors:
+            _write(sys.stdout, json.dumps({"error": kind, "message": message}) + "\n")
+        else:
+            _write(sys.stderr, f"recyclecheck: {message}\n")
+        return code
+
+    def usage_error(self, exc: _UsageError) -> int:
+        message = str(exc)
+        if self.json_errors:
+            return self.error("usage", message, EXIT_USAGE)
+        _write(sys.stderr, f"{exc.usage}{exc.prog}: error: {message}\n")
+        return EXIT_USAGE
+
+
+def _render(decision: Decision) -> str:
+    verdict = decision.action.value.replace("_", " ").upper()
+    lines = [f"{decision.masked_number}  {verdict}  ({decision.reason.value})"]
+    detail = f"  asked {decision.provider} about changes since {decision.since.isoformat()}"
+    if decision.reissued_on is not None:
+        detail += f"; it changed hands on {decision.reissued_on.isoformat()}"
+    if decision.cached:
+        detail += " (cached)"
+    lines.append(detail)
+    lines.append(f"  -> {_ADVICE[decision.action]}")
+    return "\n".join(lines) + "\n"
+
+
+# -- commands ---------------------------------------------------------------------------
+
+
+def _provider(args: argparse.Namespace) -> Provider:
+    if args.provider:
+        environ: Mapping[str, str] = os.environ
+        if args.ca_bundle is not None:
+            path = check_ca_bundle(args.ca_bundle, "--ca-bundle")
+            environ = {**os.environ, CA_BUNDLE_ENV: path}
+        return PROVIDERS_FROM_ENV[args.provider](environ)
+    if args.sandbox:
+        return SandboxProvider.from_file(args.sandbox)
+    return SandboxProvider.demo()
+
+
+def _run_check(args: argparse.Namespace, console: _Console) -> int:
+    bound_at = parse_bound_at(args.bound_at)
+    provider = _provider(args)
+    policy = Policy.fail_open() if args.fail_open else Policy()
+    with Guard(provider, policy=policy, timeout=args.timeout) as guard:
+        decision = guard.check(args.phone, bound_at=bound_at, region=args.region)
+    if args.json:
+        console.out(json.dumps(decision.to_dict(), indent=2) + "\n")
+    else:
+        console.out(_render(decision))
+    if not args.exit_status:
+        return EXIT_OK
+    return {Action.ALLOW: EXIT_OK, Action.STEP_UP: EXIT_STEP_UP, Action.DENY: EXIT_DENY}[
+        decision.action
+    ]
+
+
+def _looks_national(phone: str) -> bool:
+    """Digits (and separators) only, no ``+`` nor ``00``: a region could make it parse."""
+    text = phone.strip()
+    return (
+        any(char.isdecimal() for char in text)
+        and all(char.isdecimal() or char in _NATIONAL_SEPARATORS for char in text)
+        and not text.startswith("00")
+    )
+
+
+def _phone_message(exc: InvalidPhoneNumber, args: argparse.Namespace) -> str:
+    message = str(exc).removesuffix(_CORE_REGION_HINT)
+    if args.region is None and isinstance(args.phone, str) and _looks_national(args.phone):
+        message += "; a national number needs --region, e.g. --region CN"
+    return message
+
+
+def _run_serve(args: argparse.Namespace, console: _Console, stop: threading.Event) -> int:
     from .testing import FakeProviderServer  # noqa: PLC0415 - test tooling stays out of `check`
 
     options = {"host": args.host, "port": args.port, "tls": args.tls}
@@ -143,82 +464,64 @@ def _run_serve(args: argparse.Namespace, out: TextIO, stop: threading.Event) -> 
     else:
         server = FakeProviderServer(SandboxProvider.demo().scripted, **options)
     with server:
-        out.write(f"# recyclecheck sandbox serving on {server.url}\n")
+        lines = [
+            f"# recyclecheck sandbox serving on {server.url}",
+            "# to point each adapter's from_env() here, run:",
+        ]
+        environment = server.environment()
         if server.ca_bundle:
-            out.write(f"# CA bundle (pass as ca_bundle=): {server.ca_bundle}\n")
-        else:
-            out.write("# to point each adapter's from_env() here, run:\n")
-            for name, value in server.environment().items():
-                out.write(f"export {name}={shlex.quote(value)}\n")
-        out.flush()
+            # First, so the last line stays the one scripts wait for.
+            environment = {CA_BUNDLE_ENV: server.ca_bundle, **environment}
+        lines += [f"export {name}={shlex.quote(value)}" for name, value in environment.items()]
+        console.out("\n".join(lines) + "\n")
         stop.wait()
     return EXIT_OK
 
 
-def _render(decision: Decision, out: TextIO) -> None:
-    verdict = decision.action.value.replace("_", " ").upper()
-    out.write(f"{decision.masked_number}  {verdict}  ({decision.reason.value})\n")
-    detail = f"  asked {decision.provider} about changes since {decision.since.isoformat()}"
-    if decision.reissued_on is not None:
-        detail += f"; it changed hands on {decision.reissued_on.isoformat()}"
-    if decision.cached:
-        detail += " (cached)"
-    out.write(detail + "\n")
-    out.write(f"  -> {_ADVICE[decision.action]}\n")
-
-
-def _run_check(args: argparse.Namespace, out: TextIO) -> int:
-    provider: Provider
-    if args.provider:
-        provider = PROVIDERS_FROM_ENV[args.provider]()
-    elif args.sandbox:
-        provider = SandboxProvider.from_file(args.sandbox)
-    else:
-        provider = SandboxProvider.demo()
-    policy = Policy.fail_open() if args.fail_open else Policy()
-    bound_at = parse_bound_at(args.bound_at)
-    with Guard(provider, policy=policy, timeout=args.timeout) as guard:
-        decision = guard.check(args.phone, bound_at=bound_at, region=args.region)
-    if args.json:
-        out.write(json.dumps(decision.to_dict(), indent=2) + "\n")
-    else:
-        _render(decision, out)
-    if not args.exit_status:
-        return EXIT_OK
-    return {Action.ALLOW: EXIT_OK, Action.STEP_UP: EXIT_STEP_UP, Action.DENY: EXIT_DENY}[
-        decision.action
-    ]
-
-
-def _serve_until_interrupted(args: argparse.Namespace) -> int:
+def _serve_until_interrupted(args: argparse.Namespace, console: _Console) -> int:
     stop = threading.Event()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        return _run_serve(args, sys.stdout, stop)
+        return _run_serve(args, console, stop)
     except KeyboardInterrupt:
         return EXIT_OK
     except OSError as exc:
-        sys.stderr.write(f"recyclecheck: cannot serve: {exc.strerror}\n")
-        return EXIT_CONFIG
+        return console.error(
+            "configuration", f"cannot serve: {exc.strerror or type(exc).__name__}", EXIT_CONFIG
+        )
+
+
+def _run(args: argparse.Namespace, console: _Console) -> int:
+    try:
+        if args.command == "sandbox":
+            return _serve_until_interrupted(args, console)
+        return _run_check(args, console)
+    except InvalidPhoneNumber as exc:
+        return console.error("invalid_phone_number", _phone_message(exc, args), EXIT_USAGE)
+    except InvalidInput as exc:
+        return console.error("invalid_input", str(exc), EXIT_USAGE)
+    except ConfigurationError as exc:
+        return console.error("configuration", f"configuration error: {exc}", EXIT_CONFIG)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit code."""
-    parser = _build_parser()
-    args = parser.parse_args(argv)
-    if getattr(args, "verbose", False):
-        logging.basicConfig(level=logging.DEBUG, format="%(levelname)s %(name)s: %(message)s")
+    """Run the command line; returns the exit code (see the module docstring)."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    console = _Console(json_errors=_wants_json(arguments))
     try:
-        if args.command == "sandbox":
-            return _serve_until_interrupted(args)
-        return _run_check(args, sys.stdout)
-    except InvalidInput as exc:
-        sys.stderr.write(f"recyclecheck: {exc}\n")
-        return EXIT_USAGE
-    except ConfigurationError as exc:
-        sys.stderr.write(f"recyclecheck: configuration error: {exc}\n")
-        return EXIT_CONFIG
+        args = _parse(_build_parser(), arguments)
+    except _UsageError as exc:
+        return console.usage_error(exc)
+    except SystemExit as exc:  # --help or --version, already printed by argparse
+        _write(sys.stdout, "")
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    except BrokenPipeError:  # --help into a closed pipe
+        _silence(sys.stdout)
+        return EXIT_OK
+    if args.verbose:
+        logging.basicConfig(level=logging.DEBUG, format="%(levelname)s %(name)s: %(message)s")
+    return _run(args, console)
 
 
 if __name__ == "__main__":  # pragma: no cover
