@@ -164,7 +164,11 @@ def _secret_key(app: Flask, database: str) -> bytes:
 
 
 def _wrap_provider(app: Flask) -> None:
-    days = app.config["DEMO_FRESH_BINDING_DAYS"]
+    value = app.config["DEMO_FRESH_BINDING_DAYS"]
+    try:
+        days = int(value) if isinstance(value, str) else value
+    except ValueError:
+        raise recyclecheck.ConfigurationError("DEMO_FRESH_BINDING_DAYS must be an int") from None
     if days == 0:
         return
     provider = build_provider(app.config)
