@@ -145,8 +145,7 @@ def make_app(tmp_path: Path, **config: Any) -> Flask:
         "TESTING": True,
     }
     settings.update(config)
-    app = create_app(settings, environ={})
-    return app
+    return create_app(settings, environ={})
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
+import recyclecheck
 from examples.flask_demo.security import Limit
 
 from .conftest import ALICE, BO, CHEN, Clock, Demo, account_row, last_code, make_app, query
@@ -398,8 +399,6 @@ def test_outside_development_cookies_are_secure_and_the_panel_is_gone(tmp_path: 
 
 def test_outside_development_a_secret_key_is_required(tmp_path: Path) -> None:
     """No made-up key in production."""
-    import recyclecheck
-
     with pytest.raises(recyclecheck.ConfigurationError, match="DEMO_SECRET_KEY"):
         make_app(tmp_path, DEMO_DEVELOPMENT=False)
 

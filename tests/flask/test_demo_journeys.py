@@ -9,6 +9,7 @@ import pytest
 from flask import Flask
 
 import recyclecheck
+from examples.flask_demo import create_app
 from recyclecheck.testing import FakeProviderServer
 
 from .conftest import (
@@ -288,10 +289,6 @@ def test_a_deny_policy_blocks_without_offering_a_step_up(tmp_path: Path) -> None
 
 def test_fail_open_from_the_environment_lets_no_data_through(tmp_path: Path) -> None:
     """RECYCLECHECK_POLICY=fail_open in the environment, no code change."""
-    app = make_app(tmp_path)
-    app.extensions["recyclecheck"].close()
-    from examples.flask_demo import create_app
-
     app = create_app(
         {"DEMO_DATABASE": str(tmp_path / "demo.sqlite3"), "DEMO_FRESH_BINDING_DAYS": 0},
         environ={"RECYCLECHECK_POLICY": "fail_open", "RECYCLECHECK_TIMEOUT": "0.5"},
@@ -314,8 +311,6 @@ def test_any_adapter_or_the_fake_server_by_environment_variables(
     server.script(BO, None)
     monkeypatch.setenv("RECYCLECHECK_PROVIDER", provider)
     monkeypatch.setenv("DEMO_DATABASE", str(tmp_path / "env.sqlite3"))
-    from examples.flask_demo import create_app
-
     app = create_app({"TESTING": True})  # everything else from os.environ
     try:
         assert Demo(app).sms_login(BO).location == "/account"
