@@ -85,12 +85,14 @@ class MemoryCache:
 
     def get(self, key: str) -> Fact | None:
         """Return the live fact under ``key`` and mark it recently used."""
+        # The clock is the caller's code: never called under the lock (it may read the cache).
+        now = self._clock()
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:
                 return None
             expires_at, fact = entry
-            if self._clock() >= expires_at:
+            if now >= expires_at:
                 del self._entries[key]
                 return None
             self._entries.move_to_end(key)

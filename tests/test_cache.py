@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-import threading
 
 import pytest
 
 from recyclecheck import ConfigurationError, FactCache, MemoryCache
 from recyclecheck._facts import Fact
+
+from .stress.crowd import run_together
 
 
 class Clock:
@@ -81,10 +82,35 @@ def test_concurrent_use_keeps_the_bound() -> None:
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=hammer, args=(n,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_together([lambda n=n: hammer(n) for n in range(8)], within=30)
     assert not errors
     assert len(cache) <= 50
+
+
+def test_a_clock_that_reads_the_cache_does_not_deadlock_it() -> None:
+    """The clock is the caller's code, so no method calls it while holding the cache's lock.
+
+    ``get`` used to read the clock under the lock: a clock that looked at the
+    cache (here its size, as a metrics-minded clock might) waited for ever on
+    the lock its own caller held.
+    """
+    cache: MemoryCache
+    base = Clock()
+
+    def clock() -> float:
+        len(cache)
+        cache.keys()
+        return base()
+
+    cache = MemoryCache(clock=clock)
+    fact = Fact(changed_from=dt.date(2024, 1, 1), change_exact=True)
+
+    def use() -> Fact | None:
+        cache.set("a", fact)
+        base.now += 86_400 * 365  # past change_ttl: the next get expires the entry
+        expired = cache.get("a")
+        cache.set("a", fact)
+        assert expired is None
+        return cache.get("a")
+
+    assert run_together([use], within=5) == [fact]
