@@ -99,7 +99,7 @@ def complete_login(account_id: int, *, via: str) -> Response:
     session.clear()
     session.regenerate()  # type: ignore[attr-defined]  # a ServerSession
     session[_ACCOUNT_KEY] = account_id
-    get_store().add_event(account_id, demo().now_dt(), "login", via)
+    get_store().add_event(account_id, demo().now_dt(), "login", f"Signed in: {via}")
     current_app.logger.info("account %d logged in (%s)", account_id, via)
     return redirect(url_for("account.home"))
 

@@ -129,7 +129,7 @@ def _decide(pending: Pending, account: Account) -> Response:
         # can give: had the provider not yet learnt of a reissue, refreshing would
         # erase the evidence and every later check would pass them.  Only a passed
         # step-up, account creation, or a re-bind by a verified owner moves it.
-        return complete_login(account.id, via="SMS code (number proof unchanged)")
+        return complete_login(account.id, via="SMS code alone (bound_at unchanged)")
     stage = "blocked" if action is recyclecheck.Action.DENY else "step_up"
     get_store().update_pending(
         pending.id, stage=stage, account_id=account.id, action=action.value, reason=reason
@@ -219,7 +219,7 @@ def _step_up_passed(pending: Pending, account: Account, how: str) -> Response:
         # so whatever happened to the number before now no longer matters.
         store.set_phone(account.id, pending.phone, now)
         store.add_event(account.id, now, "rebound", f"Number re-bound after a {how} step-up")
-    return complete_login(account.id, via=f"SMS code + {how}")
+    return complete_login(account.id, via=f"SMS code and {how} step-up")
 
 
 @bp.get("/login/blocked")

@@ -27,7 +27,7 @@ class RecentDecisions:
     feed metrics in production.
     """
 
-    def __init__(self, size: int = 6) -> None:
+    def __init__(self, size: int = 4) -> None:
         self._items: collections.deque[recyclecheck.Decision] = collections.deque(maxlen=size)
         self._lock = threading.Lock()
         self.counts: collections.Counter[tuple[str, str]] = collections.Counter()

@@ -486,7 +486,7 @@ class Store:
             (channel, recipient, body, code, now),
         )
 
-    def messages(self, limit: int = 8) -> list[sqlite3.Row]:
+    def messages(self, limit: int = 4) -> list[sqlite3.Row]:
         """The latest messages, newest first."""
         return self.db.execute(
             "SELECT channel, recipient, body, code, sent_at FROM outbox ORDER BY id DESC LIMIT ?",
