@@ -94,11 +94,13 @@ from recyclecheck._redis_cache import RedisCache
 from recyclecheck.providers import Answer, NoData, NotCovered
 from recyclecheck.testing import (
     AuthRefused,
+    ChunkDrip,
     Credentials,
     DecisionLog,
     FakeProviderServer,
     Fault,
     Hang,
+    HeaderDrip,
     HtmlErrorPage,
     HugeBody,
     Latency,
@@ -148,6 +150,8 @@ FAULTS: dict[str, tuple[Fault, type[ProviderError]]] = {
     "latency": (Latency(3 * TIMEOUT), ProviderTimeout),
     "hang": (Hang(), ProviderTimeout),
     "slow_drip": (SlowDrip(byte_interval=0.25), ProviderTimeout),
+    "header_drip": (HeaderDrip(byte_interval=0.25), ProviderTimeout),
+    "chunk_drip": (ChunkDrip(byte_interval=0.25), ProviderTimeout),
     "rate_limit": (RateLimit(retry_after=30), ProviderRateLimited),
     "server_error": (ServerError(503), ProviderUnavailable),
     "reset": (Reset(), ProviderUnavailable),
@@ -161,7 +165,7 @@ FAULTS: dict[str, tuple[Fault, type[ProviderError]]] = {
 QUICK_FAULTS = {
     name: entry
     for name, entry in FAULTS.items()
-    if not isinstance(entry[0], (Latency, Hang, SlowDrip))
+    if not isinstance(entry[0], (Latency, Hang, SlowDrip, HeaderDrip, ChunkDrip))
 }
 
 
@@ -217,7 +221,7 @@ ADAPTERS = [
     AdapterKind(
         id="telesign",
         build=lambda s, **o: s.telesign(**o),
-        pool="mixed",
+        pool="US",  # the number_deactivation add-on covers the United States
         wrong=lambda: {"api_key": base64.b64encode(b"not the telesign api key").decode()},
         moved=lambda url: {"base_url": url},
     ),
