@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import re
+import threading
 import time
 import urllib.parse
 import uuid
@@ -24,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from recyclecheck._deadline import deadline_scope
 from recyclecheck.exceptions import (
     ConfigurationError,
     InvalidInput,
@@ -32,12 +34,15 @@ from recyclecheck.exceptions import (
     ProviderError,
     ProviderRateLimited,
     ProviderResponseError,
+    ProviderTimeout,
     ProviderUnavailable,
 )
 from recyclecheck.providers._answers import ChangedSince, NoData, NotCovered
 from recyclecheck.providers._tokens import TokenCache
 from recyclecheck.providers.camara import CamaraProvider
 from recyclecheck.testing import FakeProviderServer
+
+from ..stress.crowd import run_together
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "camara"
 ROOT = "https://api.operator.example/camara"
@@ -1224,3 +1229,150 @@ def test_from_env_refuses_an_unusable_ca_bundle(tmp_path: Path, kind: str) -> No
             }
         )
     assert str(tmp_path) not in str(info.value)
+
+
+# -- the token cache under concurrency ------------------------------------------------------
+
+
+class GatedFetch:
+    """A token fetch that counts calls and, while ``gate`` is clear, waits for it (bounded)."""
+
+    def __init__(self, *, fail: ProviderError | None = None, gated: bool = True) -> None:
+        self.gate = threading.Event()
+        if not gated:
+            self.gate.set()
+        self.started = threading.Event()
+        self.fail = fail
+        self.calls = 0
+        self._lock = threading.Lock()
+
+    def __call__(self) -> tuple[str, float]:
+        with self._lock:
+            self.calls += 1
+            call = self.calls
+        self.started.set()
+        self.gate.wait(10)
+        if self.fail is not None:
+            raise self.fail
+        return f"tok-{call}", 3600.0
+
+
+def test_a_thread_waiting_on_another_threads_token_fetch_stops_at_its_own_deadline() -> None:
+    """A lookup whose token is being fetched by another thread waits only for its own deadline.
+
+    The fetch used to run under the cache's lock, so every other lookup needing
+    a token waited for it on that lock with no bound of its own, holding its
+    worker past its deadline.
+    """
+    fetch = GatedFetch()
+    tokens = TokenCache(fetch)
+
+    def waiter() -> float:
+        started = time.monotonic()
+        with deadline_scope(started + 0.2), pytest.raises(ProviderTimeout):
+            tokens.get()
+        return time.monotonic() - started
+
+    try:
+        leader = threading.Thread(target=tokens.get, daemon=True)
+        leader.start()
+        assert fetch.started.wait(5)
+        (waited,) = run_together([waiter], within=3)
+        assert waited < 1.0
+    finally:
+        fetch.gate.set()
+    leader.join(5)
+    assert tokens.get() == "tok-1"
+    assert fetch.calls == 1
+
+
+def test_invalidate_does_not_wait_for_a_token_fetch_in_progress() -> None:
+    """invalidate() (after a 401) returns at once while another thread is fetching a token."""
+    fetch = GatedFetch()
+    tokens = TokenCache(fetch)
+    try:
+        threading.Thread(target=tokens.get, daemon=True).start()
+        assert fetch.started.wait(5)
+        run_together([tokens.invalidate, lambda: repr(tokens)], within=3)
+    finally:
+        fetch.gate.set()
+
+
+def test_a_fetch_may_call_back_into_its_token_cache() -> None:
+    """The fetch runs outside the cache's lock: one that calls back into the cache cannot deadlock.
+
+    A fetch that reads the cache waits (bounded by the deadline) for its own
+    result, and one that invalidates returns at once.
+    """
+    tokens: TokenCache
+    inner: list[BaseException] = []
+
+    def fetch() -> tuple[str, float]:
+        tokens.invalidate()
+        repr(tokens)
+        try:
+            tokens.get()  # its own fetch is the one in progress: it can only time out
+        except ProviderTimeout as exc:
+            inner.append(exc)
+        return "tok-1", 3600.0
+
+    tokens = TokenCache(fetch)
+
+    def get() -> str:
+        with deadline_scope(time.monotonic() + 0.3):
+            return tokens.get()
+
+    assert run_together([get], within=5) == ["tok-1"]
+    assert len(inner) == 1
+
+
+@pytest.mark.parametrize("fails", [False, True], ids=["token", "error"])
+def test_concurrent_callers_share_one_fetch_and_its_outcome(fails: bool) -> None:
+    """Sixteen threads needing a token make one fetch; they share its token, or each get a
+    copy of its error (not the same object, whose traceback the threads would fight over)."""
+    refused = ProviderAuthError("token request refused", provider="camara", status=400)
+    fetch = GatedFetch(fail=refused if fails else None)
+    tokens = TokenCache(fetch)
+    ready = threading.Barrier(16)
+
+    def get() -> object:
+        ready.wait(5)
+        try:
+            return tokens.get()
+        except ProviderError as exc:
+            return exc
+
+    def open_gate_once_all_wait() -> None:
+        assert fetch.started.wait(5)
+        time.sleep(0.2)  # the other fifteen reach the fetch in progress
+        fetch.gate.set()
+
+    opener = threading.Thread(target=open_gate_once_all_wait, daemon=True)
+    opener.start()
+    outcomes = run_together([get] * 16, within=10)
+    opener.join(5)
+    assert fetch.calls == 1
+    if not fails:
+        assert outcomes == ["tok-1"] * 16
+        return
+    assert all(isinstance(o, ProviderAuthError) for o in outcomes)
+    assert {str(o) for o in outcomes} == {str(refused)}
+    assert len({id(o) for o in outcomes}) == 16
+    # A failure is not cached: the next caller fetches again.
+    fetch.fail = None
+    assert tokens.get() == "tok-2"
+
+
+def test_a_refused_token_is_forgotten_only_while_it_is_the_cached_one() -> None:
+    """invalidate(token) after a 401 keeps a newer token another thread has fetched meanwhile."""
+    fetch = GatedFetch(gated=False)
+    tokens = TokenCache(fetch)
+    first = tokens.get()
+    tokens.invalidate()
+    second = tokens.get()
+    assert (first, second) == ("tok-1", "tok-2")
+    tokens.invalidate(first)  # a late 401 for the old token
+    assert tokens.get() == "tok-2"
+    tokens.invalidate(second)
+    assert tokens.get() == "tok-3"
+    assert fetch.calls == 3
