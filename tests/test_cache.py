@@ -9,7 +9,7 @@ import pytest
 from recyclecheck import ConfigurationError, FactCache, MemoryCache
 from recyclecheck._facts import Fact
 
-from .stress.crowd import run_together
+from .crowd import run_together
 
 
 class Clock:

@@ -42,7 +42,7 @@ from recyclecheck.providers._tokens import TokenCache
 from recyclecheck.providers.camara import CamaraProvider
 from recyclecheck.testing import FakeProviderServer
 
-from ..stress.crowd import run_together
+from ..crowd import run_together
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "camara"
 ROOT = "https://api.operator.example/camara"

@@ -15,10 +15,12 @@ from recyclecheck import Guard, MemoryCache, Reason, RedisCache, mask
 from recyclecheck._facts import Fact
 from recyclecheck.providers import SandboxProvider
 
+from ..crowd import rounds, run_together
 from ..redisserver import RedisServer
-from .crowd import rounds, run_together
 from .test_guard_stress import BOUND, DEMO, expect
 
+#: pytest-timeout's bound: far above each case's own (a stuck thread fails it at STUCK).
+pytestmark = pytest.mark.timeout(60)
 SPIN = 1.0
 STUCK = 10.0
 KEYS = 64

@@ -18,7 +18,7 @@ from recyclecheck import Action, Decision, Guard, MemoryCache, Reason, mask
 from recyclecheck.exceptions import ProviderUnavailable
 from recyclecheck.providers import Answer, LastChange, NoData, SandboxProvider
 
-from .crowd import rounds, run_together
+from ..crowd import rounds, run_together
 
 #: Bound once for every number here: before each scripted change that should count.
 BOUND = dt.date(2023, 6, 1)
@@ -35,6 +35,8 @@ DEMO = {
     "+8613812345678": Reason.NO_DATA,
     "+8613912345678": Reason.NO_DATA,
 }
+#: pytest-timeout's bound: far above each case's own (a stuck thread fails it at STUCK).
+pytestmark = pytest.mark.timeout(60)
 #: Seconds each thread keeps checking, and the bound after which a thread counts as stuck.
 SPIN = 1.0
 STUCK = 10.0

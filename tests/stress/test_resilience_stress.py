@@ -12,8 +12,10 @@ import pytest
 
 from recyclecheck._resilience import CircuitBreaker, WorkerPool
 
-from .crowd import rounds, run_together
+from ..crowd import rounds, run_together
 
+#: pytest-timeout's bound: far above each case's own (a stuck thread fails it at STUCK).
+pytestmark = pytest.mark.timeout(60)
 SPIN = 1.0
 STUCK = 10.0
 

@@ -6,10 +6,14 @@ import random
 import threading
 import time
 
+import pytest
+
 from recyclecheck.providers._tokens import TokenCache
 
-from .crowd import rounds, run_together
+from ..crowd import rounds, run_together
 
+#: pytest-timeout's bound: far above each case's own (a stuck thread fails it at STUCK).
+pytestmark = pytest.mark.timeout(60)
 SPIN = 1.0
 STUCK = 10.0
 LIFETIME = 3600.0

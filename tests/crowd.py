@@ -1,4 +1,4 @@
-"""Threads a stress test starts, which must all finish: a stuck one fails the test, never hangs it.
+"""Threads a test starts, which must all finish: a stuck one fails the test, never hangs it.
 
 :func:`run_together` starts every task on its own daemon thread, releases them
 at once and joins them against one deadline.  When a thread is still running
