@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from examples.flask_demo.seed import SEED_ACCOUNTS
+
 pytest_plugins = ["pytester"]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,3 +74,37 @@ def test_the_files_pass_as_an_app_test_suite(pytester: pytest.Pytester) -> None:
     outcomes = result.parseoutcomes()
     assert result.ret == 0, result.stdout.str()
     assert outcomes == {"passed": 6}, outcomes
+
+
+def _table(text: str, header: str) -> list[list[str]]:
+    lines = text[text.index(header) :].splitlines()
+    rows = []
+    for line in lines[2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip(" `") for cell in line.strip("|").split("|")])
+    return rows
+
+
+@pytest.mark.parametrize(
+    ("doc", "header"),
+    [
+        ("README.md", "| account | number | password | what happens |"),
+        ("docs/integration.md", "| account | number | password | bound |"),
+    ],
+)
+def test_the_seeded_accounts_tables_match_the_seed(doc: str, header: str) -> None:
+    """The accounts a newcomer reads about are the ones the demo seeds."""
+    rows = _table((ROOT / doc).read_text("utf-8"), header)
+    assert len(rows) == len(SEED_ACCOUNTS)
+    for row, seed in zip(rows, SEED_ACCOUNTS, strict=True):
+        assert row[0].startswith(seed.name)
+        assert row[1].replace(" ", "") == seed.phone
+        assert row[2] == seed.password
+
+
+def test_the_readme_starts_the_demo_with_one_command() -> None:
+    """After the README's install command, one command starts the demo."""
+    readme = (ROOT / "README.md").read_text("utf-8")
+    demo = readme[readme.index("## Demo") :]
+    assert ".venv/bin/flask --app examples.flask_demo run" in demo.split("```")[1]
