@@ -21,7 +21,7 @@ from typing import TypeVar
 
 import pytest
 
-__all__ = ["all_stacks", "rounds", "run_together"]
+__all__ = ["all_stacks", "dump_all_threads", "rounds", "run_together"]
 
 T = TypeVar("T")
 
@@ -52,7 +52,7 @@ def all_stacks() -> str:
     return "\n".join(parts)
 
 
-def _dump_to_stderr() -> None:
+def dump_all_threads() -> None:
     """faulthandler's dump of every thread, on stderr (pytest shows it with the failure)."""
     try:
         faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
@@ -94,7 +94,7 @@ def run_together(
         thread.join(max(0.0, deadline - time.monotonic()))
     stuck = [thread.name for thread in threads if thread.is_alive()]
     if stuck:
-        _dump_to_stderr()
+        dump_all_threads()
         pytest.fail(
             f"{len(stuck)} of {len(threads)} threads still running {within:g}s after the start "
             f"(stuck: {', '.join(stuck[:8])}{' ...' if len(stuck) > 8 else ''}).\n"

@@ -100,10 +100,14 @@ from recyclecheck.testing import (
     SlowDrip,
 )
 
+from ..crowd import all_stacks, dump_all_threads
 from ..privacy import leaks
 
 N_CHECKS = 100_000
 BATCH = 10_000
+#: The longest a batch may take (12-15 s here) before a driver counts as stuck in a check
+#: and the soak fails with every thread's stack; ten of them fit the test's 360 s timeout.
+BATCH_LIMIT = 60.0
 #: Batches run before the baseline: by then the fact cache is full (see the module docstring).
 WARM_UP_BATCHES = 2
 DRIVERS = 16
@@ -464,7 +468,10 @@ class Drivers:
     """``DRIVERS`` threads running batches of checks, as concurrent logins do.
 
     They live for the whole soak, so between batches the process holds
-    exactly its earlier threads, the drivers and the Guard's workers.
+    exactly its earlier threads, the drivers and the Guard's workers.  They
+    are daemons, and a batch not done within ``BATCH_LIMIT`` fails the soak
+    with every thread's stack: a check stuck for ever (issue 8's deadlock)
+    cannot hold CI, nor the interpreter at exit.
     """
 
     def __init__(self, guard: Guard, probe: Probe, numbers: list[str], kinds: list[Kind]) -> None:
@@ -479,7 +486,9 @@ class Drivers:
         self.live: list[Sample] = []
         self.tallies = [Tally() for _ in range(DRIVERS)]
         self._threads = [
-            threading.Thread(target=self._drive, args=(tally,), name=f"soak-driver-{n}")
+            threading.Thread(
+                target=self._drive, args=(tally,), name=f"soak-driver-{n}", daemon=True
+            )
             for n, tally in enumerate(self.tallies)
         ]
         for thread in self._threads:
@@ -492,8 +501,20 @@ class Drivers:
         """
         self._batch = enumerate(indices)
         self._live_at = len(indices) // 2
-        self._barrier.wait(timeout=120)  # go
-        self._barrier.wait(timeout=120)  # every driver is done
+        self._meet("start a batch")  # go
+        self._meet("finish a batch")  # every driver is done
+
+    def _meet(self, what: str) -> None:
+        """Wait for every driver at the barrier; fail with every thread's stack if one is stuck."""
+        try:
+            self._barrier.wait(timeout=BATCH_LIMIT)
+        except threading.BrokenBarrierError:
+            dump_all_threads()
+            pytest.fail(
+                f"the drivers did not {what} within {BATCH_LIMIT:g}s: a check is stuck.\n"
+                f"Every thread's stack:\n{all_stacks()}",
+                pytrace=False,
+            )
 
     def close(self) -> None:
         """Stop the drivers; after a failure too (a broken barrier releases them)."""
@@ -501,8 +522,9 @@ class Drivers:
         with contextlib.suppress(threading.BrokenBarrierError):
             self._barrier.wait(timeout=10)
         self._barrier.abort()
+        until = time.monotonic() + 10  # for all of them: a stuck one is a daemon, left behind
         for thread in self._threads:
-            thread.join(10)
+            thread.join(max(0.0, until - time.monotonic()))
 
     def _drive(self, tally: Tally) -> None:
         with contextlib.suppress(threading.BrokenBarrierError):
