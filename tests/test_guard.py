@@ -26,6 +26,7 @@ from recyclecheck import (
 from recyclecheck._resilience import WorkerPool
 from recyclecheck.providers import ChangedSince, LastChange, NoData, NotCovered, SandboxProvider
 
+from .crowd import run_together
 from .fakes import HangingProvider, ScriptedProvider, in_turn
 
 UTC = dt.timezone.utc
@@ -277,16 +278,12 @@ def test_concurrent_checks_of_one_number_share_one_provider_call() -> None:
     lock = threading.Lock()
 
     def run() -> None:
-        start.wait()
+        start.wait(10)
         decision = g.check(CN, bound_at=BOUND)
         with lock:
             results.append(decision)
 
-    threads = [threading.Thread(target=run) for _ in range(200)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_together([run] * 200, within=30)
     assert provider.count == 1
     assert len(results) == 200
     assert {(d.action, d.reason, d.reissued_on) for d in results} == {
@@ -311,11 +308,7 @@ def test_many_threads_with_different_numbers_do_not_cross_talk() -> None:
             with lock:
                 assert out.setdefault(number, decision.reason) is decision.reason
 
-    threads = [threading.Thread(target=run, args=(n,)) for n in numbers]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_together([lambda n=n: run(n) for n in numbers], within=30)
     for number in numbers:
         expected = Reason.REISSUED_AFTER_BINDING if number in reissued else Reason.NOT_REISSUED
         assert out[number] is expected

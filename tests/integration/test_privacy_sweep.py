@@ -54,7 +54,6 @@ shows that the checker flags a number leaked in each form it claims to catch.
 from __future__ import annotations
 
 import base64
-import concurrent.futures
 import contextlib
 import dataclasses
 import datetime as dt
@@ -113,6 +112,7 @@ from recyclecheck.testing import (
 )
 from recyclecheck.testing._faults import FAULT_TYPES
 
+from ..crowd import run_together
 from ..privacy import forbidden_forms, leaks
 from ..rawserver import free_port, raw_server
 from ..redisserver import RedisServer
@@ -515,9 +515,8 @@ def _mix(
             lambda: lookup("connection refused", dead, numbers["allowed"]),
             lambda: lookup("malformed header", proxied, numbers["allowed"]),
         ]
-        with concurrent.futures.ThreadPoolExecutor(len(tasks), "sweep") as pool:
-            for future in [pool.submit(task) for task in tasks]:
-                future.result()
+        # Daemon threads joined against a bound: a stuck check fails the sweep, never hangs it.
+        run_together(tasks, within=30, name="sweep")
         proxied.close()
 
     # The answered numbers again: from the cache (the memo for the same text,
