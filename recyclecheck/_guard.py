@@ -1,41 +1,43 @@
-"""The Guard: one call per SMS-code login, returning a Decision within a deadline."""
+"""The Guard: one call per SMS-code login, returning a Decision within a deadline.
+
+A check runs in phases: *prepare* (validate the input, work out the question:
+pure), *read the cache*, *ask* the providers of the number's route one lane at a
+time, and *decide* (the pure policy, then logging and the hook).  The phases are
+written once, as a generator that yields each thing it must wait for (a future
+and how long to wait); :meth:`Guard.check` drives it by blocking and
+:meth:`Guard.acheck` by awaiting, so the two cannot drift apart.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
 import os
-import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Mapping
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any
 
 import attrs
 
 from ._cache import FactCache, MemoryCache, seconds
-from ._deadline import NeedsWorker, inline_scope
 from ._decision import Decision
-from ._facts import Fact, answer_from_fact, fact_from_answer, merge
+from ._facts import Fact, answer_from_fact
+from ._lane import Flight, Lane, Result
 from ._phone import (
     MAX_PHONE_LENGTH,
     NumberMemo,
     check_region,
     e164_of_validated,
-    hmac_number,
     memo_key,
     normalize,
 )
-from ._policy import Policy, binding_date, evaluate, question_date
-from ._resilience import CircuitBreaker, WorkerPool, lookup_once, lookup_with_retry, retry_pause
-from .exceptions import (
-    ConfigurationError,
-    InvalidInput,
-    ProviderError,
-    ProviderTimeout,
-    ProviderUnavailable,
-)
-from .providers._answers import Answer, Provider
+from ._policy import Policy, Reason, binding_date, classify, evaluate, question_date
+from ._resilience import CircuitBreaker, WorkerPool
+from ._router import Route, Router, budget
+from .exceptions import ConfigurationError, InvalidInput
+from .providers._answers import NotCovered, Provider
 
 __all__ = ["Guard"]
 
@@ -45,12 +47,14 @@ _UTC = dt.timezone.utc
 MIN_SECRET_BYTES = 16
 MAX_TIMEOUT = 60.0
 #: The most of a check's budget an out-of-process cache read may take; the rest is
-#: the provider's, so a stalled cache still leaves time for an answer.
+#: the providers', so a stalled cache still leaves time for an answer.
 CACHE_READ_SHARE = 0.25
 
-_FlightKey = tuple[str, dt.date]
-#: Resolved with the Answer or the ProviderError, as a value.
-_Flight = Future[Answer | ProviderError]
+#: What a driver sends back into the phases when a wait ran out.
+_TIMED_OUT: Any = object()
+#: What the phases wait for: a future, until a ``time.monotonic()`` moment.
+_Wait = tuple["Future[Any]", float]
+_Steps = Generator[_Wait, Any, Decision]
 
 
 @attrs.frozen(repr=False)
@@ -60,7 +64,8 @@ class _Question:
     phone: str
     region: str | None
     e164: str | None
-    key: str
+    route: Route
+    keys: tuple[str, ...]
     masked: str
     since: dt.date
     started: float
@@ -143,22 +148,34 @@ class Guard:
             raise ConfigurationError("default_region is not a region phonenumbers knows") from None
         self.on_decision = on_decision
         self._key = _secret_bytes(secret, required=bool(getattr(self.cache, "shared", False)))
-        self.breaker = CircuitBreaker(
-            failure_threshold=breaker_threshold,
-            recovery_time=seconds(breaker_recovery, name="breaker_recovery"),
-            name=name,
-        )
-        self.pool = WorkerPool(max_workers)
-        # Cache I/O that may block (Redis) runs here, apart from the provider's slots.
+        # Cache I/O that may block (Redis) runs here, apart from the providers' slots.
         self._io = WorkerPool(max_workers, name="recyclecheck-cache")
         self._cache_blocks = not isinstance(self.cache, MemoryCache)
-        inline_ready = getattr(provider, "_inline_ready", None)
-        self._inline_ready: Callable[[], bool] | None = (
-            inline_ready if callable(inline_ready) else None
-        )
+        self._route_for: Callable[[str], Route]
+        if isinstance(provider, Router):
+            providers, self._route_for = provider.providers, provider.route_for
+        else:
+            single = Route((provider,))
+            providers, self._route_for = (provider,), lambda _e164: single
+        recovery = seconds(breaker_recovery, name="breaker_recovery")
+        #: One lane per provider: its own breaker, worker slots and cache namespace.
+        self.lanes: Mapping[str, Lane] = {
+            p.name: Lane(
+                p,
+                cache=self.cache,
+                key=self._key,
+                io=self._io,
+                max_workers=max_workers,
+                breaker_threshold=breaker_threshold,
+                breaker_recovery=recovery,
+            )
+            for p in providers
+        }
+        primary = self.lanes[providers[0].name] if providers else None
+        #: The first provider's breaker and worker pool (the only ones without a Router).
+        self.breaker: CircuitBreaker = primary.breaker if primary else CircuitBreaker()
+        self.pool: WorkerPool = primary.pool if primary else WorkerPool(max_workers)
         self._memo = NumberMemo()
-        self._flights: dict[_FlightKey, _Flight] = {}
-        self._flights_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return (
@@ -166,7 +183,7 @@ class Guard:
             f"breaker={self.breaker.state}>"
         )
 
-    # -- the one call -----------------------------------------------------------------
+    # -- the one call, two drivers ----------------------------------------------------
 
     def check(
         self,
@@ -188,21 +205,60 @@ class Guard:
         reason ``provider_unavailable`` within ``timeout``.
         """
         started = time.monotonic()
-        deadline = started + self.timeout
-        ask = self._prepare(phone, bound_at, region, started)
-        fact = self._read_cache(ask.key, deadline)
-        if fact is not None:
-            answer = answer_from_fact(fact, ask.since, time.time())
-            if answer is not None:
-                return self._decide(answer, ask, cached=True)
-        return self._decide(self._ask_provider(ask, deadline), ask, cached=False)
+        steps = self._steps(self._prepare(phone, bound_at, region, started), inline=True)
+        sent: Any = None
+        try:
+            while True:
+                future, until = steps.send(sent)
+                try:
+                    sent = future.result(timeout=max(0.0, until - time.monotonic()))
+                except FutureTimeout:
+                    sent = _TIMED_OUT
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+    async def acheck(
+        self,
+        phone: str,
+        *,
+        bound_at: dt.datetime | dt.date,
+        region: str | None = None,
+    ) -> Decision:
+        """:meth:`check` for ``async`` code: the same Decision, deadline and rules.
+
+        Nothing that blocks runs on the event loop's thread: provider calls and
+        out-of-process cache reads run on the Guard's workers and are awaited.
+        Cancelling the awaiting task abandons only the wait; a provider call it
+        started goes on and its answer still lands in the cache.  Built on
+        ``asyncio`` (under Trio, run :meth:`check` in ``trio.to_thread``).
+        """
+        import asyncio  # noqa: PLC0415 - only async callers pay for importing asyncio
+
+        started = time.monotonic()
+        steps = self._steps(self._prepare(phone, bound_at, region, started), inline=False)
+        sent: Any = None
+        try:
+            while True:
+                future, until = steps.send(sent)
+                left = until - time.monotonic()
+                if future.done():
+                    sent = future.result()
+                elif left <= 0:
+                    sent = _TIMED_OUT
+                else:
+                    try:
+                        sent = await asyncio.wait_for(asyncio.wrap_future(future), left)
+                    except asyncio.TimeoutError:
+                        sent = _TIMED_OUT
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
 
     # -- phases -----------------------------------------------------------------------
 
     def _prepare(
         self, phone: object, bound_at: object, region: str | None, started: float
     ) -> _Question:
-        """Validate the input and work out the question to ask (no I/O)."""
+        """Validate the input and work out the question to ask (pure, no I/O)."""
         # The region is part of what the input means, so it is settled before the memo
         # is consulted: a remembered input must mean the same as a fresh one.
         region = self.default_region if region is None else check_region(region)
@@ -215,186 +271,76 @@ class Guard:
         e164: str | None = None
         if remembered is None:
             number = normalize(phone, region)
-            e164 = number.e164
-            key, masked = hmac_number(self._key, self.provider_name, e164), number.masked
+            e164, masked = number.e164, number.masked
+            route = self._route_for(e164)
+            keys = tuple(self.lanes[p.name].cache_key(e164) for p in route.providers)
             if memo is not None:
-                self._memo.put(memo, (key, masked, e164 == phone))
+                self._memo.put(memo, (route, keys, masked, e164 == phone))
         else:
-            key, masked, canonical = remembered
+            route, keys, masked, canonical = remembered
             if canonical:
                 e164 = phone  # type: ignore[assignment]  # the input *is* its E.164 form
         now = dt.datetime.now(_UTC)
-        since = question_date(binding_date(bound_at, now=now), now.date())
         return _Question(
             phone=phone,  # type: ignore[arg-type]  # normalize() or the memo proved it a str
             region=region,
             e164=e164,
-            key=key,
+            route=route,
+            keys=keys,
             masked=masked,
-            since=since,
+            since=question_date(binding_date(bound_at, now=now), now.date()),
             started=started,
         )
 
-    def _read_cache(self, key: str, deadline: float) -> Fact | None:
-        """The cached fact, read within the check's deadline."""
+    def _steps(self, ask: _Question, *, inline: bool) -> _Steps:
+        """The rest of a check: cache, the route's lanes in turn, the decision."""
+        deadline = ask.started + self.timeout
+        lanes = [self.lanes[p.name] for p in ask.route.providers]
+        if not lanes:
+            return self._decide(NotCovered(), ask, provider=self.provider_name, cached=False)
+        facts = yield from self._read_facts(ask.keys, deadline)
+        known = _answer_from_facts(facts, lanes, ask.since)
+        if known is not None:
+            return self._decide(known[1], ask, provider=known[0], cached=True)
+        result: Result = NotCovered()
+        decided_by = lanes[0].name
+        for index, lane in enumerate(lanes):
+            now = time.monotonic()
+            if index and now >= deadline:
+                break  # no time left for the next provider: the last answer stands
+            until = budget(deadline, len(lanes) - index, now)
+            started = lane.start(
+                ask.keys[index], lambda: self._e164(ask), ask.since, until, inline=inline
+            )
+            if isinstance(started, Flight):
+                sent = yield started.future, until
+                result = started.expired() if sent is _TIMED_OUT else sent
+            else:
+                result = started
+            decided_by = lane.name
+            if not ask.route.falls_back(result, ask.since):
+                break
+        return self._decide(result, ask, provider=decided_by, cached=False)
+
+    def _read_facts(
+        self, keys: tuple[str, ...], deadline: float
+    ) -> Generator[_Wait, Any, list[Fact | None]]:
+        """Each lane's cached fact, read within the check's deadline."""
         if not self._cache_blocks:
-            return self._cached_fact(key)
+            return [self._cached_fact(key) for key in keys]
         # An out-of-process cache may stall (a Redis that accepts and never answers):
         # read it on a worker, and give it at most a share of the budget so the
-        # provider still has time to answer.
-        budget = min(deadline - time.monotonic(), self.timeout * CACHE_READ_SHARE)
-        future = self._io.submit(lambda: self._cached_fact(key))
+        # providers still have time to answer.
+        future = self._io.submit(lambda: [self._cached_fact(key) for key in keys])
         if future is None:
             logger.warning("recyclecheck cache read skipped: all cache workers busy")
-            return None
-        try:
-            return future.result(timeout=max(0.0, budget))
-        except FutureTimeout:
+            return [None] * len(keys)
+        until = min(deadline, time.monotonic() + self.timeout * CACHE_READ_SHARE)
+        facts = yield future, until
+        if facts is _TIMED_OUT:
             logger.warning("recyclecheck cache read timed out; asking the provider")
-            return None
-
-    # -- provider call: single flight, deadline, breaker ------------------------------
-
-    def _ask_provider(self, ask: _Question, deadline: float) -> Answer | ProviderError:
-        if not self.breaker.allow():
-            return ProviderUnavailable("circuit open", provider=self.provider_name)
-        flight_key = (ask.key, ask.since)
-        # Only dict operations under the lock: no future is resolved and no callback
-        # runs while it is held, so no code path can wait on it from inside.
-        with self._flights_lock:
-            flight = self._flights.get(flight_key)
-            leader = flight is None
-            if flight is None:
-                flight = self._flights[flight_key] = Future()
-        if not leader:
-            return self._wait(flight, deadline)
-        if not self.pool.acquire():
-            error = ProviderUnavailable("all provider workers busy", provider=self.provider_name)
-            logger.warning(
-                "recyclecheck provider failure: provider=%s error=PoolSaturated "
-                "(all %d workers busy: the provider is slow or hanging)",
-                self.provider_name,
-                self.pool.max_workers,
-            )
-            flight.set_result(error)
-            self._land(flight_key, flight)
-            return error
-        self._start_lookup(ask, flight_key, flight, deadline)
-        result = self._wait(flight, deadline)
-        # One record per provider call, not one per waiting login.
-        if isinstance(result, ProviderError):
-            self.breaker.record_failure()
-            logger.warning(
-                "recyclecheck provider failure: provider=%s error=%s",
-                self.provider_name,
-                type(result).__name__,
-                extra={"recyclecheck_error": str(result)},
-            )
-        else:
-            self.breaker.record_success()
-        return result
-
-    def _start_lookup(
-        self, ask: _Question, flight_key: _FlightKey, flight: _Flight, deadline: float
-    ) -> None:
-        """Run the lookup (its slot already taken) inline when safe, else on a worker."""
-        e164 = ask.e164 if ask.e164 is not None else e164_of_validated(ask.phone, ask.region)
-        failed_once: ProviderError | None = None
-        if self._inline_ready is not None and self._inline_ready():
-            # A warm connection: every step ahead is bounded by the deadline, so the
-            # thread hand-off (and its cost) is not needed.
-            with inline_scope():
-                try:
-                    answer = lookup_once(self.provider, e164, ask.since, deadline)
-                except NeedsWorker:
-                    pass  # nothing was sent: start again on a worker
-                except ProviderError as exc:
-                    if retry_pause(exc, deadline - time.monotonic()) is None:
-                        self._settle(flight_key, flight, exc, ask.key, background=True)
-                        return
-                    failed_once = exc  # the retry may need a new connection: a worker's job
-                else:
-                    self._settle(flight_key, flight, answer, ask.key, background=True)
-                    return
-        self.pool.run(
-            lambda: self._lookup_on_worker(
-                flight_key=flight_key,
-                flight=flight,
-                e164=e164,
-                since=ask.since,
-                deadline=deadline,
-                key=ask.key,
-                failed_once=failed_once,
-            )
-        )
-
-    def _lookup_on_worker(
-        self,
-        *,
-        flight_key: _FlightKey,
-        flight: _Flight,
-        e164: str,
-        since: dt.date,
-        deadline: float,
-        key: str,
-        failed_once: ProviderError | None,
-    ) -> None:
-        result: Answer | ProviderError
-        try:
-            result = lookup_with_retry(
-                self.provider, e164, since, deadline, failed_once=failed_once
-            )
-        except ProviderError as exc:
-            result = exc
-        except BaseException as exc:  # lookup_with_retry wraps the provider's own
-            result = ProviderUnavailable(
-                f"lookup failed ({type(exc).__name__})", provider=self.provider_name
-            )
-        self._settle(flight_key, flight, result, key, background=False)
-
-    def _settle(
-        self,
-        flight_key: _FlightKey,
-        flight: _Flight,
-        result: Answer | ProviderError,
-        key: str,
-        *,
-        background: bool,
-    ) -> None:
-        """Free the slot, hand the answer to every waiting login, then write it back.
-
-        The write-back comes last so a slow cache can neither delay the answer nor
-        make it late enough to count against the provider's breaker.  ``background``:
-        the caller's own thread is settling, so a blocking cache is written by a worker.
-        """
-        self.pool.release()
-        flight.set_result(result)
-        if not isinstance(result, ProviderError):
-            if background and self._cache_blocks:
-                if self._io.submit(lambda: self._remember(key, result)) is None:
-                    logger.warning("recyclecheck cache write skipped: all cache workers busy")
-            else:
-                self._remember(key, result)
-        self._land(flight_key, flight)
-
-    def _wait(self, flight: _Flight, deadline: float) -> Answer | ProviderError:
-        try:
-            return flight.result(timeout=max(0.0, deadline - time.monotonic()))
-        except FutureTimeout:
-            return ProviderTimeout("no answer before the deadline", provider=self.provider_name)
-
-    def _land(self, flight_key: _FlightKey, flight: _Flight) -> None:
-        with self._flights_lock:
-            if self._flights.get(flight_key) is flight:
-                del self._flights[flight_key]
-
-    def _remember(self, key: str, answer: Answer) -> None:
-        try:
-            fact = fact_from_answer(answer, quiet_until=time.time() + self.cache.ttl)
-            if fact is not None:
-                self.cache.set(key, merge(self._cached_fact(key), fact))
-        except Exception as exc:  # a cache is an optimisation, never a failure
-            logger.warning("recyclecheck cache write failed: %s", type(exc).__name__)
+            return [None] * len(keys)
+        return facts  # type: ignore[no-any-return]
 
     def _cached_fact(self, key: str) -> Fact | None:
         try:
@@ -403,16 +349,20 @@ class Guard:
             logger.warning("recyclecheck cache read failed: %s", type(exc).__name__)
             return None
 
+    @staticmethod
+    def _e164(ask: _Question) -> str:
+        return ask.e164 if ask.e164 is not None else e164_of_validated(ask.phone, ask.region)
+
     # -- decision ---------------------------------------------------------------------
 
-    def _decide(self, result: Answer | ProviderError, ask: _Question, *, cached: bool) -> Decision:
+    def _decide(self, result: Result, ask: _Question, *, provider: str, cached: bool) -> Decision:
         outcome = evaluate(result, ask.since, self.policy)
         masked = ask.masked
         decision = Decision(
             action=outcome.action,
             reason=outcome.reason,
             since=ask.since,
-            provider=self.provider_name,
+            provider=provider,
             masked_number=masked,
             reissued_on=outcome.reissued_on,
             cached=cached,
@@ -424,7 +374,7 @@ class Guard:
                 masked,
                 outcome.action.value,
                 outcome.reason.value,
-                self.provider_name,
+                provider,
                 cached,
             )
         if self.on_decision is not None:
@@ -435,7 +385,7 @@ class Guard:
         return decision
 
     def close(self) -> None:
-        """Release the provider's pooled connections (if it has a ``close``)."""
+        """Release the providers' pooled connections (where they have a ``close``)."""
         close = getattr(self.provider, "close", None)
         if callable(close):
             close()
@@ -445,3 +395,23 @@ class Guard:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _answer_from_facts(
+    facts: list[Fact | None], lanes: list[Lane], since: dt.date
+) -> tuple[str, Result] | None:
+    """The cached answer for this check, and whose it is.
+
+    A change any provider reported wins over another's quiet: facts combine
+    monotonically across providers as they do across time.
+    """
+    now = time.time()
+    answers = [
+        (lane.name, answer)
+        for lane, fact in zip(lanes, facts, strict=True)
+        if fact is not None and (answer := answer_from_fact(fact, since, now)) is not None
+    ]
+    for name, answer in answers:
+        if classify(answer, since) is Reason.REISSUED_AFTER_BINDING:
+            return name, answer
+    return answers[0] if answers else None

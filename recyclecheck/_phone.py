@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import unicodedata
+from typing import Any
 
 import phonenumbers
 
@@ -174,13 +175,13 @@ class NumberMemo:
 
     def __init__(self, max_entries: int = 4096) -> None:
         self.max_entries = max_entries
-        self._entries: dict[str, tuple[str, str, bool]] = {}
+        self._entries: dict[str, tuple[Any, ...]] = {}
 
-    def get(self, key: str) -> tuple[str, str, bool] | None:
+    def get(self, key: str) -> tuple[Any, ...] | None:
         """The (number HMAC, masked, input is its own E.164) remembered for this input."""
         return self._entries.get(key)
 
-    def put(self, key: str, value: tuple[str, str, bool]) -> None:
+    def put(self, key: str, value: tuple[Any, ...]) -> None:
         """Remember an input's result, evicting the oldest beyond the bound."""
         entries = self._entries
         entries[key] = value

@@ -23,6 +23,7 @@ __all__ = [
     "Policy",
     "Reason",
     "binding_date",
+    "classify",
     "evaluate",
     "question_date",
 ]
@@ -188,6 +189,13 @@ def _reason(answer: object, since: dt.date) -> tuple[Reason, dt.date | None]:  #
         return Reason.NOT_COVERED, None
     # A custom provider returned something that is not an Answer: never an allow.
     return Reason.PROVIDER_UNAVAILABLE, None
+
+
+def classify(answer: Answer | ProviderError, since: dt.date) -> Reason:
+    """The reason an answer (or failure) gives for a check asking about ``since``."""
+    if isinstance(answer, ProviderError):
+        return Reason.PROVIDER_UNAVAILABLE
+    return _reason(answer, since)[0]
 
 
 def evaluate(answer: Answer | ProviderError, since: dt.date, policy: Policy) -> Outcome:

@@ -105,6 +105,13 @@ class CircuitBreaker:
         if was_open:
             logger.warning("recyclecheck circuit closed: provider=%s", self.name)
 
+    def reset(self) -> None:
+        """Forget every failure and close the circuit (e.g. between tests)."""
+        with self._lock:
+            self._failures = 0
+            self._opened_at = None
+            self._probe_started = None
+
     def record_failure(self) -> None:
         """A call failed: count it, and open (or re-open) the circuit when due."""
         with self._lock:

@@ -24,7 +24,6 @@ from .._cache import seconds as _seconds
 from .._deadline import remaining_time
 from .._guard import Guard
 from .._phone import mask
-from .._resilience import CircuitBreaker
 from ..exceptions import ConfigurationError, ProviderError, ProviderTimeout, ProviderUnavailable
 from ..providers._answers import Answer, LastChange, NoData, NotCovered
 from ..providers._sandbox import SandboxProvider, Scripted
@@ -327,12 +326,11 @@ class ScriptedSandbox:
 def _settle(guard: Guard) -> None:
     """Wait for ``guard``'s lookups to land, then clear its cache and close its breaker."""
     give_up = time.monotonic() + _SETTLE_TIMEOUT
-    while guard.pool.in_flight and time.monotonic() < give_up:
+    lanes = list(guard.lanes.values())
+    while any(lane.pool.in_flight for lane in lanes) and time.monotonic() < give_up:
         time.sleep(_SETTLE_POLL)
     clear = getattr(guard.cache, "clear", None)
     if callable(clear):
         clear()
-    old = guard.breaker
-    guard.breaker = CircuitBreaker(
-        failure_threshold=old.failure_threshold, recovery_time=old.recovery_time, name=old.name
-    )
+    for lane in lanes:
+        lane.breaker.reset()

@@ -571,7 +571,8 @@ def _mix(
         sweep.add(label, repr(provider), str(provider), vars(provider))
     for label, each in (("guard", guard), ("fragile guard", fragile)):
         sweep.add(label, repr(each), str(each), vars(each), each.breaker, each.cache)
-        sweep.add(label + " memo", each._memo._entries, each._flights)
+        flights = [lane._flights for lane in each.lanes.values()]
+        sweep.add(label + " memo", each._memo._entries, flights)
     sweep.add("cache", repr(cache), str(cache), vars(cache))
     if isinstance(cache, MemoryCache):
         sweep.add("memory cache contents", cache._entries, cache.keys())

@@ -563,8 +563,10 @@ class Drivers:
 def _settle(guard: Guard) -> None:
     """Wait until lookups whose callers gave up at the deadline have ended too."""
     # The Guard's in-flight futures: nothing public hands them out.
-    with guard._flights_lock:
-        flights = list(guard._flights.values())
+    flights = []
+    for lane in guard.lanes.values():
+        with lane._flights_lock:
+            flights.extend(flight.future for flight in lane._flights.values())
     _, pending = wait(flights, timeout=10)
     assert not pending, "provider lookups still running 10 s after their deadline"
 
