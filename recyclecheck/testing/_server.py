@@ -445,7 +445,9 @@ class FakeProviderServer:
     ``numbers`` maps numbers to what :class:`~recyclecheck.providers.SandboxProvider`
     accepts: a reissue date, ``None`` (never reissued), any ``Answer``, or a
     ``ProviderError`` to fail with.  Unlisted numbers get each provider's "no
-    data" answer.  ``tls=True`` serves HTTPS with a throwaway CA (needs
+    data" answer, and numbers outside a provider's coverage (a Chinese number
+    asked of Twilio, say) its out-of-coverage answer, whatever their script.
+    ``tls=True`` serves HTTPS with a throwaway CA (needs
     ``trustme``; see :attr:`ca_bundle`).  ``credentials`` are those accepted
     (fake defaults); ``token_lifetime`` is the ``expires_in`` of issued tokens.
 

@@ -16,7 +16,13 @@ reissued on ``D >= S``, or changed         ``"1"`` (二次号)
 never, ``D < S``, or unchanged             ``"2"``
 no data, or coverage starting after ``S``  ``"0"`` (cannot be determined)
 not covered                                ``Code: RequestNumberNotSupported``
+a China Broadnet (192) or virtual          ``Code: RequestNumberNotSupported``,
+operator number (162, 165, 167, 170, 171)  whatever the script
 =========================================  ==========================================
+
+Only numbers the fake can read are checked that way: digits sent in clear, or
+a hash of a scripted number; an unscripted hash is "cannot be determined" (see
+:mod:`._coverage`).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import uuid
 from ..providers import _acs3
 from ..providers._answers import Answer, NoData
 from ._backend import Backend
+from ._coverage import aliyun_supports
 from ._wire_base import Incoming, Parsed, Reply, Verdict, verdict
 
 __all__ = ["ACTION", "DEFAULT_ENDPOINT", "VERSION", "WIRE", "AliyunWire", "render_verify"]
@@ -80,10 +87,10 @@ def error_body(code: str, *, host_id: bool = False) -> dict[str, object]:
     return body
 
 
-def render_verify(since: dt.date, answer: Answer) -> Reply:
-    """The ``200`` answer for a ``StartTime`` on ``since``."""
+def render_verify(number: str | None, since: dt.date, answer: Answer) -> Reply:
+    """The ``200`` answer about ``number`` (None: unrecognised) for a ``StartTime`` on ``since``."""
     said = verdict(answer, since)
-    if said is Verdict.NOT_COVERED:
+    if said is Verdict.NOT_COVERED or (number is not None and not aliyun_supports(number)):
         return Reply.json(200, error_body("RequestNumberNotSupported"))
     result = {
         Verdict.CHANGED: "1",
@@ -160,9 +167,9 @@ class AliyunWire:
         if shape is None or not shape.fullmatch(value) or parsed.since is None:
             return Reply.json(400, error_body("InvalidParameter"))
         if parsed.number is None:
-            # A well-formed number (or hash) nobody scripted: the carrier cannot tell.
-            return render_verify(parsed.since, NoData())
-        return render_verify(parsed.since, backend.answer(parsed.number))
+            # A hash of a number nobody scripted: the carrier cannot tell.
+            return render_verify(None, parsed.since, NoData())
+        return render_verify(parsed.number, parsed.since, backend.answer(parsed.number))
 
     def _check_signature(  # noqa: PLR0911 - one early return per refusal
         self, request: Incoming, params: dict[str, str], backend: Backend

@@ -19,7 +19,12 @@ reissued on ``D > P``, or changed         ``200 {"phoneNumberRecycled": true}``
 never, ``D <= P``, or unchanged           ``200 {"phoneNumberRecycled": false}``
 no data                                   ``404 IDENTIFIER_NOT_FOUND``
 not covered, or coverage starting after   ``400 OUT_OF_RANGE``
+a ``specifiedDate`` after tomorrow (UTC)  ``400 OUT_OF_RANGE``
 ========================================  ===================================
+
+The fake plays one operator whose subscribers are the scripted numbers: any
+other number is one it does not serve, hence ``IDENTIFIER_NOT_FOUND`` (see
+:mod:`._coverage`).
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from ..providers._answers import Answer
 from ..providers._jwt import CLIENT_ASSERTION_TYPE
 from ._backend import Backend, Credentials
+from ._coverage import camara_in_range
 from ._wire_base import Incoming, Parsed, Reply, Verdict, verdict
 
 __all__ = ["SCOPE", "TOKEN_PATH", "WIRE", "CamaraWire", "error_body", "render_check"]
@@ -78,6 +84,9 @@ def error_body(status: int, code: str) -> dict[str, object]:
 
 def render_check(since: dt.date, answer: Answer) -> Reply:
     """The answer to a check whose ``specifiedDate`` is the day before ``since``."""
+    today = dt.datetime.now(dt.timezone.utc).date()
+    if not camara_in_range(since - dt.timedelta(days=1), today):
+        return Reply.json(400, error_body(400, "OUT_OF_RANGE"))
     said = verdict(answer, since)
     if said is Verdict.CHANGED or said is Verdict.UNCHANGED:
         return Reply.json(200, {"phoneNumberRecycled": said is Verdict.CHANGED})

@@ -10,12 +10,20 @@ render as ``disconnected``:
 script, asked about ``date``                 ``disconnected``
 ===========================================  =========================
 reissued on ``D >= date``, or changed        ``"yes"``
-never, ``D < date``, or unchanged            ``"no"``
+never, ``D < date``, or unchanged            ``"no"`` (``"no_data"`` for
+                                             a date before 2021-01-27,
+                                             unless a disconnection from
+                                             2020-07-27 on is scripted)
 no data, not covered, or coverage after      ``"no_data"``
+a number outside the US and its territories  ``"no"`` for a date from
+                                             2021-01-27, else
+                                             ``"no_data"``
 ===========================================  =========================
 
 The RND has no separate "not covered" answer: "no data" is what it says for a
-date before its records begin (and the adapter never asks about non-US numbers).
+date before its records begin, and a number it holds no record of reads as
+"no" after that, even one outside the US (which the adapter never asks about;
+see :mod:`._coverage`).
 """
 
 from __future__ import annotations
@@ -26,7 +34,8 @@ import re
 
 from ..providers._answers import Answer
 from ._backend import Backend
-from ._wire_base import Incoming, Parsed, Reply, Verdict, verdict
+from ._coverage import rnd_verdict
+from ._wire_base import Incoming, Parsed, Reply, Verdict
 
 __all__ = ["DEFAULT_BASE_URL", "ID_TOKEN_PATH", "WIRE", "RndWire", "render_reply"]
 
@@ -42,7 +51,7 @@ _MAX_TNS = 100
 
 def render_reply(tn: str, date: str, company_id: str, answer: Answer) -> dict[str, object]:
     """One ``replies[]`` item: the answer about ``tn`` for the date asked (``YYYY-MM-DD``)."""
-    said = verdict(answer, dt.date.fromisoformat(date))
+    said = rnd_verdict("+1" + tn, answer, dt.date.fromisoformat(date))
     disconnected = {Verdict.CHANGED: "yes", Verdict.UNCHANGED: "no"}.get(said, "no_data")
     return {"tn": tn, "disconnected": disconnected, "companyId": company_id, "dateProvided": date}
 

@@ -17,7 +17,10 @@ covered since ``C``             ``tracking_since`` C (``cannot_be_determined``
 changed / unchanged (boolean)   ``recycled`` / ``not_recycled``, no dates
 no data                         add-on status 2805 (no information)
 not covered                     add-on status 2803 (out of coverage)
+a number outside the US         add-on status 2803, whatever the script
 ==============================  ==============================================
+
+The add-on covers the United States (see :mod:`._coverage`).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from ..providers import _telesign_auth
 from ..providers._answers import Answer, ChangedSince, LastChange, NoData, NotCovered
 from ..providers._wire import basic_authorization
 from ._backend import Backend
+from ._coverage import telesign_covers
 from ._wire_base import Incoming, Parsed, Reply
 
 __all__ = ["DEFAULT_BASE_URL", "WIRE", "TelesignWire", "error_body", "render_phoneid"]
@@ -146,6 +150,8 @@ def _phoneid_body(
 
 def render_phoneid(digits: str, asked: dt.date, answer: Answer) -> Reply:
     """The ``200`` Phone ID body answering ``answer`` about ``digits`` since ``asked``."""
+    if not telesign_covers("+" + digits):
+        answer = NotCovered()
     completed = not isinstance(answer, (NoData, NotCovered))
     return Reply.json(200, _phoneid_body(digits, _addon(asked, answer), completed=completed))
 

@@ -9,10 +9,17 @@ HTTP Basic auth (Account SID + Auth Token, refused with 401 and error 20003);
 script, asked about date ``L``         ``reassigned_number``
 =====================================  ====================================
 reissued on ``D >= L``, or changed     ``"yes"``
-never, ``D < L``, or unchanged         ``"no"``
+never, ``D < L``, or unchanged         ``"no"`` (``"no_data_available"``
+                                       when ``L`` is before 2021)
 no data, or coverage starting after L  ``"no_data_available"``
-not covered                            ``error_code`` 60607 (non-US) / 60610
+not covered                            ``error_code`` 60610 (outside coverage)
+any script, for a number outside the   ``error_code`` 60607 (unsupported
+US                                     country)
 =====================================  ====================================
+
+The package is "only available for US phone numbers", so a number of any other
+country (Canada and the Caribbean included) gets 60607 whatever its script
+(see :mod:`._coverage`).
 """
 
 from __future__ import annotations
@@ -28,7 +35,8 @@ import phonenumbers
 
 from ..providers._answers import Answer
 from ._backend import Backend
-from ._wire_base import Incoming, Parsed, Reply, Verdict, verdict
+from ._coverage import twilio_covers, twilio_verdict
+from ._wire_base import Incoming, Parsed, Reply, Verdict
 
 __all__ = ["DEFAULT_BASE_URL", "WIRE", "TwilioWire", "error_body", "render_lookup"]
 
@@ -119,10 +127,11 @@ def render_lookup(
 
 
 def _package(number: str, asked: dt.date, answer: Answer) -> dict[str, object]:
-    said = verdict(answer, asked)
+    if not twilio_covers(number):
+        return _package_error("60607")  # Lookup Unsupported Country
+    said = twilio_verdict(answer, asked)
     if said is Verdict.NOT_COVERED:
-        code = "60610" if number.startswith("+1") else "60607"
-        return {"last_verified_date": None, "is_number_reassigned": None, "error_code": code}
+        return _package_error("60610")  # outside coverage
     flag = {
         Verdict.CHANGED: "yes",
         Verdict.UNCHANGED: "no",
@@ -134,6 +143,10 @@ def _package(number: str, asked: dt.date, answer: Answer) -> dict[str, object]:
         "is_number_reassigned": flag,
         "error_code": None,
     }
+
+
+def _package_error(code: str) -> dict[str, object]:
+    return {"last_verified_date": None, "is_number_reassigned": None, "error_code": code}
 
 
 class TwilioWire:

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import phonenumbers
 import pytest
 import requests
 
@@ -36,12 +37,17 @@ from recyclecheck import (
 )
 from recyclecheck._deadline import deadline_scope
 from recyclecheck.providers import (
+    AliyunProvider,
     Answer,
     ChangedSince,
     LastChange,
     NoData,
     NotCovered,
     Provider,
+    RndProvider,
+    SandboxProvider,
+    TelesignProvider,
+    TwilioProvider,
     _acs3,
     _telesign_auth,
 )
@@ -227,11 +233,273 @@ def test_coverage_starting_after_the_date_asked(
         assert provider.lookup(number, SINCE) == answer
 
 
-def test_rnd_never_sees_numbers_outside_the_us(server: FakeProviderServer) -> None:
-    """The RND adapter answers NotCovered for a Chinese number without a request."""
+# -- coverage: each fake answers what its service covers, and only that ------------------
+
+#: Valid numbers outside the US, each scripted as never reissued (a "no" if it were covered).
+CA_NEVER, PR_REISSUED, GB_NEVER = "+14165550123", "+17875550123", "+442079460018"
+#: Mainland mobile numbers Alibaba cannot check: China Broadnet and virtual operators.
+CN_BROADNET, CN_MVNO_170, CN_MVNO_165 = "+8619212345678", "+8617012345678", "+8616512345678"
+FOREIGN = [CN_NEVER, CA_NEVER, GB_NEVER]
+
+
+@pytest.fixture
+def covered_server() -> Iterator[FakeProviderServer]:
+    """The usual numbers, plus numbers the coverage rules concern, all scripted."""
+    scripted = {
+        **NUMBERS,
+        CA_NEVER: None,
+        GB_NEVER: None,
+        PR_REISSUED: REISSUED_ON,
+        CN_BROADNET: None,
+        CN_MVNO_170: REISSUED_ON,
+        CN_MVNO_165: None,
+    }
+    with FakeProviderServer(scripted) as fake:
+        yield fake
+
+
+def test_the_coverage_numbers_are_valid_where_they_say() -> None:
+    """The numbers below really are of the regions their names say."""
+    regions = {
+        CA_NEVER: "CA",
+        PR_REISSUED: "PR",
+        GB_NEVER: "GB",
+        CN_BROADNET: "CN",
+        CN_MVNO_170: "CN",
+        CN_MVNO_165: "CN",
+        US_NEVER: "US",
+    }
+    for number, region in regions.items():
+        parsed = phonenumbers.parse(number)
+        assert phonenumbers.is_valid_number(parsed), number
+        assert phonenumbers.region_code_for_number(parsed) == region, number
+
+
+@pytest.mark.parametrize("number", FOREIGN)
+def test_twilio_answers_a_number_outside_the_us_as_an_unsupported_country(
+    covered_server: FakeProviderServer, number: str
+) -> None:
+    """Reassigned Number is "only available for US phone numbers": Twilio's package error
+    60607 (Lookup Unsupported Country), whatever the script, which the adapter reads as
+    NotCovered, and the Guard as not_covered."""
+    with adapter(covered_server, "twilio") as provider:
+        assert provider.lookup(number, SINCE) == NotCovered()
+        decision = Guard(provider, timeout=2).check(number, bound_at=dt.date(2024, 3, 2))
+    assert decision.reason is Reason.NOT_COVERED
+    c = covered_server.credentials
+    with session() as http:
+        reply = http.get(
+            covered_server.url + "/v2/PhoneNumbers/" + urllib.parse.quote(number, safe=""),
+            params={"Fields": "reassigned_number", "LastVerifiedDate": "20240301"},
+            auth=(c.twilio_account_sid, c.twilio_auth_token),
+            timeout=5,
+        )
+    assert reply.status_code == 200
+    body = reply.json()
+    assert (body["valid"], body["phone_number"]) == (True, number)
+    assert body["country_code"] == phonenumbers.region_code_for_number(phonenumbers.parse(number))
+    assert body["reassigned_number"] == {
+        "last_verified_date": None,
+        "is_number_reassigned": None,
+        "error_code": "60607",
+    }
+
+
+@pytest.mark.parametrize("kind", ["telesign-digest", "telesign-basic"])
+@pytest.mark.parametrize("number", [*FOREIGN, PR_REISSUED])
+def test_telesign_answers_a_number_outside_the_us_out_of_coverage(
+    covered_server: FakeProviderServer, kind: str, number: str
+) -> None:
+    """The number_deactivation add-on covers the United States: anything else (a US
+    territory included) gets add-on status 2803, which the adapter reads as NotCovered."""
+    with adapter(covered_server, kind) as provider:
+        assert provider.lookup(number, SINCE) == NotCovered()
+        assert provider.lookup(US_NEVER, SINCE) == LastChange(None, SINCE)
+
+
+def test_telesign_out_of_coverage_on_the_wire(covered_server: FakeProviderServer) -> None:
+    """The body is Telesign's partial completion: Phone ID 301, add-on 2803, no dates."""
+    body = b'{"addons":{"number_deactivation":{"last_verified":"2024-03-01T00:00:00Z"}}}'
+    c = covered_server.credentials
+    resource = "/v1/phoneid/" + CA_NEVER[1:]
+    headers = _telesign_auth.digest_headers(
+        c.telesign_customer_id,
+        _telesign_auth.decode_api_key(c.telesign_api_key),
+        method="POST",
+        resource=resource,
+        date=_telesign_auth.http_date(time.time()),
+        nonce=_telesign_auth.new_nonce(),
+        content_type="application/json",
+        body=body,
+    )
+    with session() as http:
+        reply = http.post(covered_server.url + resource, data=body, headers=headers, timeout=5)
+    assert reply.status_code == 200
+    payload = reply.json()
+    assert payload["status"]["code"] == 301
+    assert payload["number_deactivation"] == {
+        "status": {"code": 2803, "description": "Out of coverage"}
+    }
+
+
+@pytest.mark.parametrize("number", [*FOREIGN, "+12425550123"])
+def test_rnd_never_sees_numbers_outside_the_us(
+    covered_server: FakeProviderServer, number: str
+) -> None:
+    """The RND adapter answers NotCovered for any number outside the US, without a request."""
+    with adapter(covered_server, "rnd") as provider:
+        assert provider.lookup(number, SINCE) == NotCovered()
+    assert covered_server.requests == []
+
+
+def rnd_query(server: FakeProviderServer, tn: str, date: str) -> str:
+    """The RND's ``disconnected`` for one tn and date, asked over plain HTTP."""
+    with session() as http:
+        token = http.post(
+            server.url + "/b/public/api/idToken",
+            json={"refreshToken": server.credentials.rnd_refresh_token},
+            timeout=5,
+        ).json()["idToken"]
+        reply = http.post(
+            server.url + "/api/tn",
+            json={"tnList": [{"tn": tn, "date": date, "companyId": "FAKECO"}]},
+            headers={"Authorization": token},
+            timeout=5,
+        )
+    assert reply.status_code == 200
+    (item,) = reply.json()["replies"]
+    assert (item["tn"], item["dateProvided"]) == (tn, date)
+    return str(item["disconnected"])
+
+
+def test_rnd_holds_no_record_of_a_number_outside_the_us(
+    covered_server: FakeProviderServer,
+) -> None:
+    """Asked anyway (as a client other than the adapter could), the RND answers a Canadian
+    number as one it holds no record of: "no" from 2021-01-27 on, "no_data" before, even
+    when the script says it was reissued.  That "no" is why the adapter never asks."""
+    covered_server.script(CA_NEVER, REISSUED_ON)
+    assert rnd_query(covered_server, CA_NEVER[2:], "2024-03-01") == "no"
+    assert rnd_query(covered_server, CA_NEVER[2:], "2021-01-27") == "no"
+    assert rnd_query(covered_server, CA_NEVER[2:], "2021-01-26") == "no_data"
+    # A territory is covered: its script stands.
+    assert rnd_query(covered_server, PR_REISSUED[2:], "2024-03-01") == "yes"
+
+
+def test_rnd_covers_the_us_territories(covered_server: FakeProviderServer) -> None:
+    """A Puerto Rico number goes to the RND and gets its scripted answer."""
+    with adapter(covered_server, "rnd") as provider:
+        assert provider.lookup(PR_REISSUED, SINCE) == ChangedSince(SINCE, True)
+    assert [r.number for r in covered_server.requests if r.endpoint == "lookup"] == [PR_REISSUED]
+
+
+@pytest.mark.parametrize(
+    ("kind", "since", "answer"),
+    [
+        ("twilio", dt.date(2020, 12, 31), NoData()),  # no_data_available: before its data
+        ("twilio", dt.date(2021, 1, 1), ChangedSince(dt.date(2021, 1, 1), False)),
+        ("rnd", dt.date(2021, 1, 26), NoData()),  # no record, before 2021-01-27: no_data
+        ("rnd", dt.date(2021, 1, 27), ChangedSince(dt.date(2021, 1, 27), False)),
+        ("telesign-digest", dt.date(2019, 1, 1), LastChange(None, dt.date(2019, 1, 1))),
+    ],
+)
+def test_a_date_before_the_data_begins_is_no_data(
+    server: FakeProviderServer, kind: str, since: dt.date, answer: Answer
+) -> None:
+    """Twilio's disconnect data and the RND's records begin in 2021: a never-reissued number
+    asked about an earlier date is "no data" there, never "no".  Telesign gives each number
+    its own tracking start instead (scripted with covered_since)."""
+    with adapter(server, kind) as provider:
+        assert provider.lookup(US_NEVER, since) == answer
+
+
+def test_the_rnd_vouches_before_2021_only_for_a_disconnection_on_record(
+    server: FakeProviderServer,
+) -> None:
+    """A disconnection reported to the RND (from 2020-07-27) makes a later date a "no"; a
+    reissue after the date asked is a "yes" whatever the date."""
+    server.script(US_NEVER, dt.date(2020, 9, 1))
+    server.script(US_UNLISTED, dt.date(2020, 7, 1))  # before the records began
     with adapter(server, "rnd") as provider:
-        assert provider.lookup(CN_REISSUED, SINCE) == NotCovered()
-    assert server.requests == []
+        assert provider.lookup(US_NEVER, dt.date(2020, 12, 1)) == ChangedSince(
+            dt.date(2020, 12, 1), False
+        )
+        assert provider.lookup(US_UNLISTED, dt.date(2020, 12, 1)) == NoData()
+        assert provider.lookup(US_REISSUED, dt.date(2019, 1, 1)) == ChangedSince(
+            dt.date(2019, 1, 1), True
+        )
+
+
+@pytest.mark.parametrize("kind", ["aliyun-sha256", "aliyun-md5", "aliyun-normal"])
+@pytest.mark.parametrize("number", [CN_BROADNET, CN_MVNO_170, CN_MVNO_165])
+def test_aliyun_cannot_check_broadnet_and_virtual_operator_numbers(
+    covered_server: FakeProviderServer, kind: str, number: str
+) -> None:
+    """China Broadnet (192) and MVNO numbers get RequestNumberNotSupported, whatever the
+    script: the adapter reads it as NotCovered.  Other mobile numbers are answered."""
+    with adapter(covered_server, kind) as provider:
+        assert provider.lookup(number, SINCE) == NotCovered()
+        assert provider.lookup(CN_NEVER, SINCE) == ChangedSince(SINCE, False)
+
+
+def test_aliyun_unsupported_blocks_in_clear_even_unscripted(
+    covered_server: FakeProviderServer,
+) -> None:
+    """Digits sent in clear show the block even for an unscripted number; an unscripted
+    hash cannot be read, so it stays "cannot be determined" (NoData)."""
+    unscripted = "+8619298765432"
+    with adapter(covered_server, "aliyun-normal") as provider:
+        assert provider.lookup(unscripted, SINCE) == NotCovered()
+    with adapter(covered_server, "aliyun-sha256") as provider:
+        assert provider.lookup(unscripted, SINCE) == NoData()
+    in_clear, hashed = covered_server.requests
+    assert (in_clear.number, hashed.number) == (unscripted, None)
+
+
+@pytest.mark.parametrize("number", [US_UNLISTED, "+4915123456789"])
+def test_camara_operator_does_not_serve_unscripted_numbers(
+    server: FakeProviderServer, number: str
+) -> None:
+    """The fake operator's subscribers are the scripted numbers; any other number is one
+    it does not serve: 404 IDENTIFIER_NOT_FOUND, which the adapter reads as NoData."""
+    with adapter(server, "camara-token") as provider:
+        assert provider.lookup(number, SINCE) == NoData()
+
+
+def test_camara_refuses_a_date_in_the_future_as_out_of_range(server: FakeProviderServer) -> None:
+    """A specifiedDate after tomorrow (UTC) is outside what an operator can evaluate:
+    400 OUT_OF_RANGE, which the adapter reads as NotCovered."""
+    today = dt.datetime.now(dt.timezone.utc).date()
+    with adapter(server, "camara-token") as provider:
+        # The adapter asks about the day before ``since``.
+        assert provider.lookup(US_NEVER, today + dt.timedelta(days=2)) == ChangedSince(
+            today + dt.timedelta(days=2), False
+        )
+        assert provider.lookup(US_NEVER, today + dt.timedelta(days=3)) == NotCovered()
+
+
+def test_the_sandbox_server_answers_the_demo_numbers_as_each_service_would() -> None:
+    """What `recyclecheck sandbox serve` runs, driven through from_env(): a Chinese demo
+    number is not covered by Twilio, Telesign or the RND, and is answered by Alibaba."""
+    demo = SandboxProvider.demo().scripted
+    bound_at = dt.date(2022, 5, 10)
+    with FakeProviderServer(demo) as fake:
+        env = fake.environment()
+        reasons = {}
+        for name, cls in [
+            ("twilio", TwilioProvider),
+            ("telesign", TelesignProvider),
+            ("rnd", RndProvider),
+            ("aliyun", AliyunProvider),
+        ]:
+            with Guard(cls.from_env(env), timeout=2) as guard:
+                reasons[name] = guard.check("+86 139 0013 9000", bound_at=bound_at).reason
+    assert reasons == {
+        "twilio": Reason.NOT_COVERED,
+        "telesign": Reason.NOT_COVERED,
+        "rnd": Reason.NOT_COVERED,
+        "aliyun": Reason.NOT_REISSUED,
+    }
 
 
 def test_script_replaces_an_answer_and_reset_restores_it(server: FakeProviderServer) -> None:
