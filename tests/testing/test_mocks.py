@@ -146,6 +146,22 @@ def test_not_covered_renders_each_providers_form() -> None:
         rnd.close()
 
 
+@pytest.mark.parametrize("provider", ["twilio", "telesign"])
+def test_mocks_answer_only_what_the_service_covers(
+    rsps: responses.RequestsMock, provider: str
+) -> None:
+    """The mocks share the server's coverage rules: a Chinese number scripted as never
+    reissued is out of Twilio's and Telesign's coverage (60607, 2803): NotCovered."""
+    register, build, _ = CASES[provider]
+    register(rsps)
+    adapter = build()
+    try:
+        assert adapter.lookup(CN["never"], SINCE) == NotCovered()
+        assert adapter.lookup(US["never"], SINCE) == expected(provider, "never")
+    finally:
+        adapter.close()
+
+
 @pytest.mark.parametrize(
     ("error", "raised"),
     [
