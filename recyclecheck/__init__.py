@@ -16,6 +16,7 @@ from ._guard import Guard
 from ._phone import mask
 from ._policy import Action, Policy, Reason
 from ._redis_cache import RedisCache
+from ._router import Fallback, Route, Router
 from ._version import __version__
 from .exceptions import (
     ConfigurationError,
@@ -39,6 +40,7 @@ __all__ = [
     "Decision",
     "Fact",
     "FactCache",
+    "Fallback",
     "Guard",
     "InvalidInput",
     "InvalidPhoneNumber",
@@ -53,6 +55,8 @@ __all__ = [
     "Reason",
     "RecycleCheckError",
     "RedisCache",
+    "Route",
+    "Router",
     "__version__",
     "mask",
 ]

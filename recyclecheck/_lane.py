@@ -229,15 +229,20 @@ class Lane:
             self._land(flight_key, flight)
             flight.future.set_result(result)
             return
-        flight.future.set_result(result)
-        # Logins asking the same question meanwhile share this fresh answer until the
-        # fact is in the cache; only then does the flight land.
-        if on_caller and self.cache_blocks:
-            if self._io.submit(lambda: self._write_back(flight_key, flight, key, result)) is None:
-                logger.warning("recyclecheck cache write skipped: all cache workers busy")
-                self._land(flight_key, flight)
-        else:
+        if not self.cache_blocks:
+            # An in-process cache takes microseconds: the fact is in before anyone
+            # hears the answer, so the next login finds it there.
             self._write_back(flight_key, flight, key, result)
+            flight.future.set_result(result)
+            return
+        flight.future.set_result(result)
+        # A cache that may block is written after the answer is out; logins asking
+        # the same question meanwhile share this fresh answer until the fact is in.
+        if not on_caller:
+            self._write_back(flight_key, flight, key, result)
+        elif self._io.submit(lambda: self._write_back(flight_key, flight, key, result)) is None:
+            logger.warning("recyclecheck cache write skipped: all cache workers busy")
+            self._land(flight_key, flight)
 
     def _write_back(self, flight_key: _FlightKey, flight: Flight, key: str, answer: Answer) -> None:
         self.remember(key, answer)

@@ -9,6 +9,7 @@ sandbox such as :class:`recyclecheck.testing.FakeProviderServer`.
 from __future__ import annotations
 
 from .._deadline import remaining_time
+from .._router import Route, Router
 from ._answers import Answer, ChangedSince, LastChange, NoData, NotCovered, Provider
 from ._sandbox import SandboxProvider
 from .aliyun import AliyunProvider
@@ -27,6 +28,8 @@ __all__ = [
     "NotCovered",
     "Provider",
     "RndProvider",
+    "Route",
+    "Router",
     "SandboxProvider",
     "TelesignProvider",
     "TwilioProvider",
