@@ -24,6 +24,8 @@ from typing import Any
 
 from werkzeug.security import generate_password_hash
 
+import recyclecheck
+
 from .seed import SEED_ACCOUNTS
 
 __all__ = ["Account", "Pending", "Store"]
@@ -116,14 +118,18 @@ def _seed_password_hash(password: str) -> str:
     return generate_password_hash(password)
 
 
+def _masked(phone: str | None) -> str:
+    return "-" if phone is None else recyclecheck.mask(phone)
+
+
 def iso(moment: dt.datetime) -> str:
     """An aware datetime as an ISO 8601 string in UTC, to the second."""
     return moment.astimezone(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Account:
-    """An account row."""
+    """An account row.  Its ``repr`` shows the number masked, and no e-mail or hash."""
 
     id: int
     name: str
@@ -149,10 +155,16 @@ class Account:
             address=row["address"],
         )
 
+    def __repr__(self) -> str:
+        return f"<Account id={self.id} phone={_masked(self.phone)}>"
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, repr=False)
 class Pending:
-    """A login or recovery in progress: which step it reached, held server-side."""
+    """A login or recovery in progress: which step it reached, held server-side.
+
+    Its ``repr`` shows the number masked (it may end up in a log or a traceback).
+    """
 
     id: str
     flow: str
@@ -164,6 +176,12 @@ class Pending:
     failures: int
     email_code_sent: bool
     expires_at: float
+
+    def __repr__(self) -> str:
+        return (
+            f"<Pending {self.flow} stage={self.stage} phone={_masked(self.phone)} "
+            f"account={self.account_id}>"
+        )
 
 
 class Store:

@@ -11,6 +11,7 @@ from flask import Flask
 
 import recyclecheck
 from examples.flask_demo.security import Limit
+from examples.flask_demo.store import Store
 
 from .conftest import ALICE, BO, CHEN, Clock, Demo, account_row, last_code, make_app, query
 
@@ -412,3 +413,20 @@ def test_the_development_secret_key_survives_a_restart(tmp_path: Path) -> None:
     assert first.config["SECRET_KEY"] == second.config["SECRET_KEY"]
     for app in (first, second):
         app.extensions["recyclecheck"].close()
+
+
+def test_the_demo_s_rows_never_show_a_number_in_their_repr(app: Flask, demo: Demo) -> None:
+    """Accounts and pending logins may reach a log or a traceback: masked numbers only."""
+    demo.send_code(ALICE)
+    store = Store(app.config["DEMO_DATABASE"])
+    try:
+        account = store.account_by_phone(ALICE)
+        (row,) = query(app, "SELECT id FROM pending")
+        pending = store.pending(row["id"], now=0.0)
+    finally:
+        store.close()
+    for value in (account, pending):
+        text = repr(value)
+        assert "+86 138****8000" in text
+        assert "13800138000" not in text
+        assert "alice@example.com" not in text
