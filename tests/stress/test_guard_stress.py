@@ -289,18 +289,27 @@ def test_a_failing_provider_opens_the_circuit_once_and_stays_bounded() -> None:
     assert threshold <= sum(provider.calls.values()) <= threshold + threads
 
 
-def test_a_provider_slower_than_the_deadline_never_holds_a_check() -> None:
-    """A lookup that outlives the deadline: each check answers in time, slots stay bounded."""
+@pytest.mark.parametrize("lands", [False, True], ids=["hangs-until-released", "sleeps-3x-deadline"])
+def test_a_provider_slower_than_the_deadline_never_holds_a_check(lands: bool) -> None:
+    """A lookup that outlives the deadline (and then lands, or not till the end): each check
+    answers in time, and no more lookups run at once than there are slots."""
     timeout, max_workers = 0.1, 4
     release = threading.Event()
-    provider = Counting({}, hold=lambda _n: release.wait(STUCK))
+
+    def slow(_e164: str) -> None:
+        if lands:
+            time.sleep(3 * timeout)
+        else:
+            release.wait(STUCK)
+
+    provider = Counting({}, hold=slow)
     guard = Guard(provider, timeout=timeout, max_workers=max_workers, breaker_threshold=NEVER_OPEN)
     worst: list[float] = []
 
     def keep_checking(offset: int) -> int:
         done = 0
-        for i in rounds(SPIN, 50):
-            e164 = number(offset * 50 + i)
+        for i in rounds(SPIN, 400):  # refused checks are instant: enough to outlast a lookup
+            e164 = number(offset * 1000 + i)
             started = time.monotonic()
             decision = guard.check(e164, bound_at=BOUND)
             worst.append(max(time.monotonic() - started, decision.elapsed))
@@ -313,8 +322,10 @@ def test_a_provider_slower_than_the_deadline_never_holds_a_check() -> None:
     finally:
         release.set()
     assert max(worst) <= timeout + SLACK, f"a check took {max(worst):.3f}s"
-    # Hung lookups hold their slots: never more of them at once than max_workers.
+    # Late lookups hold their slots: never more of them at once than max_workers.
     assert 0 < provider.most_running <= max_workers
+    if lands:  # slots came back as lookups landed: more calls than slots were made
+        assert sum(provider.calls.values()) > max_workers
 
 
 # -- (8) re-entrancy: the Guard called again from its own hook and its own provider -----------
