@@ -198,8 +198,8 @@ SLOW_FAULTS = (
 
 
 def number(i: int) -> str:
-    """The ``i``-th soak number: a distinct, valid Chinese mobile number."""
-    return f"+86138{i:08d}"
+    """The ``i``-th soak number: a distinct, valid US number (Twilio covers only the US)."""
+    return f"+1202{2_000_000 + i:07d}"
 
 
 def kind_of(i: int) -> Kind:
