@@ -8,6 +8,7 @@ number changed hands since the account bound it, and returns a
 from __future__ import annotations
 
 import logging
+import typing
 
 from ._cache import FactCache, MemoryCache
 from ._decision import Decision
@@ -15,7 +16,6 @@ from ._facts import Fact
 from ._guard import Guard
 from ._phone import mask
 from ._policy import Action, Policy, Reason
-from ._redis_cache import RedisCache
 from ._router import Fallback, Route, Router
 from ._version import __version__
 from .exceptions import (
@@ -30,6 +30,19 @@ from .exceptions import (
     ProviderUnavailable,
     RecycleCheckError,
 )
+
+if typing.TYPE_CHECKING:
+    from ._redis_cache import RedisCache
+
+
+def __getattr__(name: str) -> object:
+    # RedisCache needs ``cryptography``; apps without a shared cache never load it.
+    if name == "RedisCache":
+        from ._redis_cache import RedisCache  # noqa: PLC0415 - deferred on purpose
+
+        return RedisCache
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 # A library never decides where log records go; the app's configuration does.
 logging.getLogger("recyclecheck").addHandler(logging.NullHandler())

@@ -15,8 +15,8 @@ import json
 
 import attrs
 
+from ._answers import Answer, ChangedSince, LastChange
 from ._dates import add_days
-from .providers._answers import Answer, ChangedSince, LastChange
 
 __all__ = ["Fact", "answer_from_fact", "fact_from_answer", "merge"]
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import attrs
 
+from ._answers import NotCovered, Provider
 from ._cache import FactCache, MemoryCache, seconds
 from ._decision import Decision
 from ._facts import Fact, answer_from_fact
@@ -36,15 +37,14 @@ from ._phone import (
 from ._policy import Policy, Reason, binding_date, classify, evaluate, question_date
 from ._resilience import CircuitBreaker, WorkerPool
 from ._router import Route, Router, budget
+from ._secrets import secret_bytes
 from .exceptions import ConfigurationError, InvalidInput
-from .providers._answers import NotCovered, Provider
 
 __all__ = ["Guard"]
 
 logger = logging.getLogger("recyclecheck")
 
 _UTC = dt.timezone.utc
-MIN_SECRET_BYTES = 16
 MAX_TIMEOUT = 60.0
 #: The most of a check's budget an out-of-process cache read may take; the rest is
 #: the providers', so a stalled cache still leaves time for an answer.
@@ -82,10 +82,7 @@ def _secret_bytes(secret: bytes | str | None, *, required: bool) -> bytes:
                 "would derive different keys"
             )
         return os.urandom(32)
-    key = secret.encode("utf-8") if isinstance(secret, str) else secret
-    if not isinstance(key, bytes) or len(key) < MIN_SECRET_BYTES:
-        raise ConfigurationError(f"secret must be at least {MIN_SECRET_BYTES} bytes")
-    return key
+    return secret_bytes(secret, owner="Guard(secret=...)")
 
 
 class Guard:

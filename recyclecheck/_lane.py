@@ -22,13 +22,13 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 
+from ._answers import Answer, Provider
 from ._cache import FactCache, MemoryCache
 from ._deadline import NeedsWorker, inline_scope
 from ._facts import Fact, fact_from_answer, merge
 from ._phone import hmac_number
 from ._resilience import CircuitBreaker, WorkerPool, lookup_once, lookup_with_retry, retry_pause
 from .exceptions import ProviderError, ProviderTimeout, ProviderUnavailable
-from .providers._answers import Answer, Provider
 
 __all__ = ["Flight", "Lane", "Result"]
 

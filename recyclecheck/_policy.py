@@ -11,8 +11,8 @@ import enum
 
 import attrs
 
+from ._answers import Answer, ChangedSince, LastChange, NoData, NotCovered
 from .exceptions import ConfigurationError, InvalidInput, ProviderError
-from .providers._answers import Answer, ChangedSince, LastChange, NoData, NotCovered
 
 __all__ = [
     "CLOCK_SKEW",

@@ -38,8 +38,8 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ._cache import DEFAULT_CHANGE_TTL, DEFAULT_TTL, seconds
 from ._facts import Fact
-from ._guard import MIN_SECRET_BYTES
 from ._resilience import CircuitBreaker
+from ._secrets import secret_bytes
 from .exceptions import ConfigurationError
 
 if TYPE_CHECKING:  # redis is the optional extra ``recyclecheck[redis]``
@@ -68,16 +68,6 @@ _MAX_VALUE_BYTES: Final = 4096
 
 def _derive(secret: bytes, info: bytes) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=_HKDF_SALT, info=info).derive(secret)
-
-
-def _secret_bytes(secret: object) -> bytes:
-    key = secret.encode("utf-8") if isinstance(secret, str) else secret
-    if not isinstance(key, bytes) or len(key) < MIN_SECRET_BYTES:
-        raise ConfigurationError(
-            f"RedisCache needs secret= (bytes or str) of at least {MIN_SECRET_BYTES} bytes, "
-            "the same in every process sharing the cache"
-        )
-    return key
 
 
 def _check_client(client: object) -> None:
@@ -169,7 +159,7 @@ class RedisCache:
         change_ttl: float | dt.timedelta = DEFAULT_CHANGE_TTL,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        key = _secret_bytes(secret)
+        key = secret_bytes(secret, owner="RedisCache (the same in every process sharing it)")
         if not isinstance(prefix, str):
             raise ConfigurationError("prefix must be a str")
         if not callable(clock):

@@ -14,6 +14,7 @@ from concurrent.futures import Future
 from queue import SimpleQueue
 from typing import TypeVar
 
+from ._answers import ANSWER_TYPES, Answer, Provider
 from ._deadline import NeedsWorker, deadline_scope, is_inline, remaining_time
 from .exceptions import (
     ProviderError,
@@ -21,7 +22,6 @@ from .exceptions import (
     ProviderResponseError,
     ProviderUnavailable,
 )
-from .providers._answers import ANSWER_TYPES, Answer, Provider
 
 __all__ = ["CircuitBreaker", "WorkerPool", "lookup_once", "lookup_with_retry", "retry_pause"]
 

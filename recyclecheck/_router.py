@@ -30,10 +30,10 @@ from collections.abc import Iterable, Mapping, Sequence
 import attrs
 import phonenumbers
 
+from ._answers import Answer, NotCovered, Provider
 from ._deadline import deadline_scope, remaining_time
 from ._policy import Reason, classify
 from .exceptions import ConfigurationError, ProviderError
-from .providers._answers import Answer, NotCovered, Provider
 
 __all__ = ["Fallback", "Route", "Router", "budget"]
 

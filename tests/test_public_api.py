@@ -124,3 +124,22 @@ def test_importing_recyclecheck_does_not_import_the_testing_kit() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_importing_the_core_loads_no_adapter_http_or_crypto() -> None:
+    """`import recyclecheck` stays small: adapters, requests, urllib3, cryptography, redis
+    and asyncio load only when used (RedisCache on first access)."""
+    code = (
+        "import sys, recyclecheck\n"
+        "heavy = ('requests', 'urllib3', 'cryptography', 'redis', 'asyncio',"
+        " 'recyclecheck.providers')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(heavy)))\n"
+        "recyclecheck.RedisCache\n"
+        "print('cryptography' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    loaded, crypto_after = result.stdout.splitlines()
+    assert loaded == "[]"
+    assert crypto_after == "True"
