@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import attrs
 import phonenumbers
@@ -100,6 +102,16 @@ def budget(deadline: float, providers_left: int, now: float) -> float:
 _NOWHERE = Route(())
 
 
+def _provider_by_name(name: str, environ: Mapping[str, str] | None) -> Provider:
+    if name == "sandbox":
+        from .providers import SandboxProvider  # noqa: PLC0415 - adapters load on demand
+
+        return SandboxProvider.demo()
+    from ._registry import provider_from_env  # noqa: PLC0415 - adapters load on demand
+
+    return provider_from_env(name, environ)
+
+
 def _as_route(value: Route | Sequence[Provider]) -> Route:
     return value if isinstance(value, Route) else Route(value)
 
@@ -147,6 +159,67 @@ class Router:
                     raise ConfigurationError(f"two different providers are named {provider.name!r}")
         #: Every distinct provider, in the order first seen.
         self.providers: tuple[Provider, ...] = tuple(seen.values())
+
+    @classmethod
+    def from_config(
+        cls, config: Mapping[str, Any], environ: Mapping[str, str] | None = None
+    ) -> Router:
+        """Build from a routes mapping (e.g. a JSON routes file) naming providers.
+
+        ``{"routes": {"+86": ["aliyun"], "+1": ["rnd", "twilio"]}, "default":
+        ["camara"], "fall_back_on": ["not_covered", "no_data", "failure"]}``.
+        Each name is built once by its ``from_env()`` (see the provider
+        registry); ``"sandbox"`` is the demo sandbox.  ``fall_back_on`` is
+        optional and applies to every route.
+        """
+        if not isinstance(config, Mapping) or not isinstance(config.get("routes", {}), Mapping):
+            raise ConfigurationError('routes config must be {"routes": {"+86": ["aliyun"]}, ...}')
+        unknown = set(config) - {"routes", "default", "fall_back_on"}
+        if unknown:
+            raise ConfigurationError(f"unknown routes config keys: {sorted(unknown)}")
+        fall_back_on = config.get("fall_back_on", list(Fallback))
+        built: dict[str, Provider] = {}
+
+        def chain(names: object) -> Route:
+            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                raise ConfigurationError("each route is a list of provider names")
+            providers = []
+            for name in names:
+                if name not in built:
+                    built[name] = _provider_by_name(name, environ)
+                providers.append(built[name])
+            return Route(providers, fall_back_on=fall_back_on)
+
+        routes = {key: chain(names) for key, names in config.get("routes", {}).items()}
+        return cls(routes, default=chain(config.get("default", [])))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Router:
+        """Build from ``RECYCLECHECK_ROUTES`` (``os.environ`` by default).
+
+        The value lists routes separated by ``;``, each ``KEY=name,name``, where
+        ``KEY`` is a calling code (``+86``), a region (``CN``) or ``*`` for the
+        default chain: ``"+86=aliyun; +1=rnd,twilio; *=camara"``.  Each provider
+        is built by its own ``from_env()`` from the same environment.
+        """
+        env = os.environ if environ is None else environ
+        spec = env.get("RECYCLECHECK_ROUTES", "").strip()
+        if not spec:
+            raise ConfigurationError("RECYCLECHECK_ROUTES is not set")
+        routes: dict[str, list[str]] = {}
+        default: list[str] = []
+        for part in filter(None, (p.strip() for p in spec.split(";"))):
+            key, sep, names = part.partition("=")
+            chain = [n.strip() for n in names.split(",") if n.strip()]
+            if not sep or not chain:
+                raise ConfigurationError(
+                    "RECYCLECHECK_ROUTES entries look like '+86=aliyun' or '*=camara'"
+                )
+            if key.strip() == "*":
+                default = chain
+            else:
+                routes[key.strip()] = chain
+        return cls.from_config({"routes": routes, "default": default}, env)
 
     def __repr__(self) -> str:
         codes = [f"+{code}" for code in self._by_code] + list(self._by_region)

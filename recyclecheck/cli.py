@@ -41,23 +41,17 @@ import shlex
 import signal
 import sys
 import threading
-from collections.abc import Callable, Mapping, Sequence
-from typing import NoReturn, TextIO
+from collections.abc import Mapping, Sequence
+from typing import Any, NoReturn, TextIO
 
 from ._decision import Decision
 from ._guard import MAX_TIMEOUT, Guard
 from ._policy import Action, Policy
+from ._registry import PROVIDERS, provider_from_env
+from ._router import Router
 from ._version import __version__
 from .exceptions import ConfigurationError, InvalidInput, InvalidPhoneNumber
-from .providers import (
-    AliyunProvider,
-    CamaraProvider,
-    Provider,
-    RndProvider,
-    SandboxProvider,
-    TelesignProvider,
-    TwilioProvider,
-)
+from .providers import Provider, SandboxProvider
 from .providers._wire import CA_BUNDLE_ENV, check_ca_bundle
 
 __all__ = ["EXIT_CONFIG", "EXIT_DENY", "EXIT_OK", "EXIT_STEP_UP", "EXIT_USAGE", "main"]
@@ -93,14 +87,8 @@ _ADVICE = {
     Action.DENY: "refuse this login",
 }
 
-#: Adapters the CLI can build from environment variables (see docs/providers.md).
-PROVIDERS_FROM_ENV: dict[str, Callable[[Mapping[str, str] | None], Provider]] = {
-    "aliyun": AliyunProvider.from_env,
-    "camara": CamaraProvider.from_env,
-    "rnd": RndProvider.from_env,
-    "telesign": TelesignProvider.from_env,
-    "twilio": TwilioProvider.from_env,
-}
+#: What --provider accepts: every registered adapter, and "router" (RECYCLECHECK_ROUTES).
+PROVIDER_CHOICES = (*sorted(PROVIDERS), "router")
 
 # The core's hint on an unparsable number; the CLI words its own, and only
 # where a region can help.
@@ -219,10 +207,18 @@ def _add_check(commands: argparse._SubParsersAction[_Parser]) -> None:
     )
     source.add_argument(
         "--provider",
-        choices=sorted(PROVIDERS_FROM_ENV),
+        choices=PROVIDER_CHOICES,
         metavar="NAME",
         help="ask this real provider, configured from environment variables: "
-        "%(choices)s (default: none, the demo sandbox answers)",
+        "%(choices)s; 'router' routes by country as RECYCLECHECK_ROUTES says, e.g. "
+        "'+86=aliyun; +1=rnd,twilio; *=camara' (default: none, the demo sandbox answers)",
+    )
+    source.add_argument(
+        "--routes",
+        metavar="FILE",
+        help='route by country as this JSON file says: {"routes": {"+86": ["aliyun"], '
+        '"+1": ["rnd", "twilio"]}, "default": ["camara"]}; each provider is configured '
+        "from its environment variables, 'sandbox' is the demo sandbox",
     )
     check.add_argument(
         "--ca-bundle",
@@ -326,9 +322,14 @@ def _parse(parser: argparse.ArgumentParser, arguments: list[str]) -> argparse.Na
     prog = f"{parser.prog} {args.command}"
     if extras:
         raise _UsageError(_unrecognized(extras), prog=prog)
-    if args.command == "check" and args.ca_bundle is not None and not args.provider:
+    if (
+        args.command == "check"
+        and args.ca_bundle is not None
+        and not (args.provider or args.routes)
+    ):
         raise _UsageError(
-            "--ca-bundle applies only with --provider (the sandboxes make no network calls)",
+            "--ca-bundle applies only with --provider or --routes "
+            "(the sandboxes make no network calls)",
             prog=prog,
         )
     return args
@@ -410,15 +411,29 @@ def _render(decision: Decision) -> str:
 
 
 def _provider(args: argparse.Namespace) -> Provider:
-    if args.provider:
+    if args.provider or args.routes:
         environ: Mapping[str, str] = os.environ
         if args.ca_bundle is not None:
             path = check_ca_bundle(args.ca_bundle, "--ca-bundle")
             environ = {**os.environ, CA_BUNDLE_ENV: path}
-        return PROVIDERS_FROM_ENV[args.provider](environ)
+        if args.routes:
+            return Router.from_config(_read_routes(args.routes), environ)
+        if args.provider == "router":
+            return Router.from_env(environ)
+        return provider_from_env(args.provider, environ)
     if args.sandbox:
         return SandboxProvider.from_file(args.sandbox)
     return SandboxProvider.demo()
+
+
+def _read_routes(path: str) -> Any:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except OSError:
+        raise ConfigurationError("--routes file could not be read") from None
+    except ValueError:
+        raise ConfigurationError("--routes file is not valid JSON") from None
 
 
 def _run_check(args: argparse.Namespace, console: _Console) -> int:

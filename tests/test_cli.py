@@ -25,7 +25,7 @@ from recyclecheck.cli import (
     EXIT_OK,
     EXIT_STEP_UP,
     EXIT_USAGE,
-    PROVIDERS_FROM_ENV,
+    PROVIDER_CHOICES,
     main,
 )
 from recyclecheck.providers import SandboxProvider
@@ -173,8 +173,8 @@ def test_provider_from_environment_names_the_missing_variable(
 
 
 def test_every_adapter_is_available_from_the_cli() -> None:
-    """All five adapters can be chosen with --provider."""
-    assert sorted(PROVIDERS_FROM_ENV) == ["aliyun", "camara", "rnd", "telesign", "twilio"]
+    """All five adapters (and a router) can be chosen with --provider."""
+    assert PROVIDER_CHOICES == ("aliyun", "camara", "rnd", "telesign", "twilio", "router")
 
 
 def test_sandbox_serve_runs_until_terminated_and_answers_every_provider(tmp_path: Path) -> None:
