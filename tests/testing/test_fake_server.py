@@ -468,14 +468,29 @@ def test_camara_operator_does_not_serve_unscripted_numbers(
 
 def test_camara_refuses_a_date_in_the_future_as_out_of_range(server: FakeProviderServer) -> None:
     """A specifiedDate after tomorrow (UTC) is outside what an operator can evaluate:
-    400 OUT_OF_RANGE, which the adapter reads as NotCovered."""
+    400 OUT_OF_RANGE, the answer the adapter reads as NotCovered (as for a scripted
+    NotCovered above).  Tomorrow itself is allowed: it is today somewhere."""
     today = dt.datetime.now(dt.timezone.utc).date()
-    with adapter(server, "camara-token") as provider:
-        # The adapter asks about the day before ``since``.
-        assert provider.lookup(US_NEVER, today + dt.timedelta(days=2)) == ChangedSince(
-            today + dt.timedelta(days=2), False
-        )
-        assert provider.lookup(US_NEVER, today + dt.timedelta(days=3)) == NotCovered()
+    headers = {"Authorization": f"Bearer {server.credentials.camara_access_token}"}
+    url = server.url + "/number-recycling/v0.2/check"
+    with session() as http:
+        answers = [
+            http.post(
+                url,
+                json={"phoneNumber": US_NEVER, "specifiedDate": day.isoformat()},
+                headers=headers,
+                timeout=5,
+            )
+            for day in (today + dt.timedelta(days=1), today + dt.timedelta(days=2))
+        ]
+    tomorrow, later = answers
+    assert (tomorrow.status_code, tomorrow.json()) == (200, {"phoneNumberRecycled": False})
+    assert later.status_code == 400
+    assert later.json() == {
+        "status": 400,
+        "code": "OUT_OF_RANGE",
+        "message": "Client specified an invalid range.",
+    }
 
 
 def test_the_sandbox_server_answers_the_demo_numbers_as_each_service_would() -> None:
