@@ -31,7 +31,7 @@ REQUIRE = os.environ.get("RECYCLECHECK_REQUIRE_BROWSER") == "1"
 
 try:
     from selenium import webdriver
-    from selenium.common.exceptions import TimeoutException
+    from selenium.common.exceptions import TimeoutException, WebDriverException
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.remote.webdriver import WebDriver
@@ -149,7 +149,7 @@ class Walk:
 
     def wait_for(self, element_id: str) -> None:
         try:
-            WebDriverWait(self.driver, WAIT).until(
+            WebDriverWait(self.driver, WAIT, ignored_exceptions=(WebDriverException,)).until(
                 expected_conditions.presence_of_element_located((By.ID, element_id))
             )
         except TimeoutException:  # pragma: no cover - the message says where it stopped
@@ -161,10 +161,21 @@ class Walk:
         field.send_keys(text)
 
     def click(self, element_id: str, then: str) -> None:
-        """Click, then wait for the next page (its element ``then``)."""
-        old = self.driver.find_element(By.TAG_NAME, "html")
+        """Click, then wait for the next page (its element ``then``).
+
+        The old page carries a marker the new one lacks; commands that fail while
+        the browser is between documents are retried until the deadline.
+        """
+        self.driver.execute_script("window.__walk_page = true;")
         self.driver.find_element(By.ID, element_id).click()
-        WebDriverWait(self.driver, WAIT).until(expected_conditions.staleness_of(old))
+        try:
+            WebDriverWait(self.driver, WAIT, ignored_exceptions=(WebDriverException,)).until(
+                lambda driver: driver.execute_script(
+                    "return document.readyState === 'complete' && !window.__walk_page;"
+                )
+            )
+        except TimeoutException:  # pragma: no cover - the message says where it stopped
+            pytest.fail(f"no new page after #{element_id}; at {self.driver.current_url}")
         self.wait_for(then)
 
     @property
@@ -205,11 +216,7 @@ class Walk:
         if shot:
             self.screenshot(shot)
         self.fill("code", self.code_from_panel("sms", e164))
-        self.driver.find_element(By.ID, "verify-code").click()
-        WebDriverWait(self.driver, WAIT).until(
-            lambda driver: not driver.current_url.endswith("/login/code")
-        )
-        self.wait_for("dev-panel")
+        self.click("verify-code", then="dev-panel")
 
     def sign_out(self) -> None:
         self.click("logout", then="phone")
