@@ -10,6 +10,7 @@ and how long to wait); :meth:`Guard.check` drives it by blocking and
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -233,20 +234,12 @@ class Guard:
 
         started = time.monotonic()
         steps = self._steps(self._prepare(phone, bound_at, region, started), inline=False)
+        loop = asyncio.get_running_loop()
         sent: Any = None
         try:
             while True:
                 future, until = steps.send(sent)
-                left = until - time.monotonic()
-                if future.done():
-                    sent = future.result()
-                elif left <= 0:
-                    sent = _TIMED_OUT
-                else:
-                    try:
-                        sent = await asyncio.wait_for(asyncio.wrap_future(future), left)
-                    except asyncio.TimeoutError:
-                        sent = _TIMED_OUT
+                sent = future.result() if future.done() else await _until(loop, future, until)
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
 
@@ -392,6 +385,35 @@ class Guard:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+async def _until(loop: Any, future: Future[Any], until: float) -> Any:
+    """Await a thread's ``future`` on ``loop`` until ``until``; ``_TIMED_OUT`` after.
+
+    Cheaper than ``asyncio.wait_for(asyncio.wrap_future(...))`` (no task, no
+    chained future), and it never tries to cancel the thread's future: a
+    provider call started for this login goes on and lands in the cache.
+    """
+    waiter = loop.create_future()
+
+    def resolve(_done: Future[Any]) -> None:
+        if not waiter.done():
+            waiter.set_result(_done.result())
+
+    def expire() -> None:
+        if not waiter.done():
+            waiter.set_result(_TIMED_OUT)
+
+    def on_done(done: Future[Any]) -> None:  # on the thread that resolved ``future``
+        with contextlib.suppress(RuntimeError):  # the loop closed while the call went on
+            loop.call_soon_threadsafe(resolve, done)
+
+    timer = loop.call_at(loop.time() + max(0.0, until - time.monotonic()), expire)
+    future.add_done_callback(on_done)
+    try:
+        return await waiter
+    finally:
+        timer.cancel()
 
 
 def _answer_from_facts(

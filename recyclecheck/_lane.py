@@ -103,7 +103,7 @@ class Lane:
         self._key = key
         self._io = io
         inline_ready = getattr(provider, "_inline_ready", None)
-        self._inline_ready: Callable[[], bool] | None = (
+        self._inline_ready: Callable[[str], bool] | None = (
             inline_ready if callable(inline_ready) else None
         )
         self._flights: dict[_FlightKey, Flight] = {}
@@ -169,7 +169,7 @@ class Lane:
     ) -> None:
         """Run the call (its slot already taken) inline when safe, else on a worker."""
         failed_once: ProviderError | None = None
-        if inline and self._inline_ready is not None and self._inline_ready():
+        if inline and self._inline_ready is not None and self._inline_ready(e164):
             # A warm connection: every step ahead is bounded by the deadline, so the
             # thread hand-off (and its cost) is not needed.
             with inline_scope():

@@ -76,11 +76,11 @@ class CircuitBreaker:
         """Whether a provider call may start now."""
         if self._opened_at is None:  # fast path; a stale read only delays opening by one call
             return True
+        now = self._clock()  # user code (a test clock): never called under the lock
         with self._lock:
             opened_at = self._read_opened_at()
             if opened_at is None:
                 return True
-            now = self._clock()
             if now - opened_at < self.recovery_time:
                 return False
             if self._probe_started is not None and now - self._probe_started < self.recovery_time:
@@ -114,11 +114,12 @@ class CircuitBreaker:
 
     def record_failure(self) -> None:
         """A call failed: count it, and open (or re-open) the circuit when due."""
+        now = self._clock()  # user code (a test clock): never called under the lock
         with self._lock:
             self._failures += 1
             opening = self._opened_at is None and self._failures >= self.failure_threshold
             if self._opened_at is not None or opening:
-                self._opened_at = self._clock()
+                self._opened_at = now
                 self._probe_started = None
         if opening:
             logger.warning(
@@ -190,12 +191,13 @@ class WorkerPool:
         with self._lock:
             self._busy += 1
             # A thread per busy task (up to the cap), so queued work never waits on a hung one.
-            if self._threads < min(self._busy, self._max_threads):
+            start = self._threads < min(self._busy, self._max_threads)
+            if start:
                 self._threads += 1
-                threading.Thread(
-                    target=self._work, name=f"{self._name}-{self._threads}", daemon=True
-                ).start()
+                name = f"{self._name}-{self._threads}"
         self._queue.put(task)
+        if start:  # outside the lock: starting a thread waits for it to run
+            threading.Thread(target=self._work, name=name, daemon=True).start()
 
     def submit(self, fn: Callable[[], T]) -> Future[T] | None:
         """Run ``fn`` on a worker in a slot of its own; ``None`` when all slots are taken."""

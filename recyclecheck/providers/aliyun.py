@@ -193,10 +193,11 @@ class AliyunProvider:
         """Close pooled connections."""
         self._http.close()
 
-    def _inline_ready(self) -> bool:
-        # The Guard may run this lookup on the caller's thread: every step after
-        # this is bounded by the deadline once a warm connection is there.
-        return self._http.ready_inline()
+    def _inline_ready(self, number: str) -> bool:
+        # The Guard may run this lookup on the caller's thread: a number outside
+        # mainland China is answered without I/O, and every step of a request is
+        # bounded by the deadline once a warm connection is there.
+        return _CN_MOBILE.fullmatch(number) is None or self._http.ready_inline()
 
     def lookup(self, number: str, since: dt.date) -> Answer:
         """Ask whether ``number`` (E.164) was reissued, cancelled or transferred since ``since``.

@@ -155,6 +155,11 @@ class RndProvider:
         """Close pooled connections."""
         self._http.close()
 
+    def _inline_ready(self, number: str) -> bool:
+        # A number the RND does not cover is answered without I/O, so the Guard may
+        # run it on the caller's thread; a covered one may wait on a token fetch.
+        return isinstance(number, str) and _us_tn(number) is None
+
     def lookup(self, number: str, since: dt.date) -> Answer:
         """Ask whether ``number`` (E.164) was permanently disconnected on or after ``since``."""
         number = check_e164(number)

@@ -139,7 +139,7 @@ class TelesignProvider:
         """Close pooled connections."""
         self._http.close()
 
-    def _inline_ready(self) -> bool:
+    def _inline_ready(self, number: str) -> bool:
         # The Guard may run this lookup on the caller's thread: every step after
         # this is bounded by the deadline once a warm connection is there.
         return self._http.ready_inline()
