@@ -430,3 +430,22 @@ def test_the_demo_s_rows_never_show_a_number_in_their_repr(app: Flask, demo: Dem
         assert "+86 138****8000" in text
         assert "13800138000" not in text
         assert "alice@example.com" not in text
+
+
+def test_pages_refuse_framing_and_caching(demo: Demo) -> None:
+    """Clickjacking a step-up form, or a shared cache keeping account data, is refused."""
+    demo.sms_login(BO)
+    for path in ("/login", "/account"):
+        headers = demo.get(path).headers
+        assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+        assert headers["X-Frame-Options"] == "DENY"
+        assert headers["X-Content-Type-Options"] == "nosniff"
+        assert headers["Cache-Control"] == "no-store"
+
+
+def test_oversized_forms_are_refused(app: Flask, demo: Demo) -> None:
+    """A form body far beyond what the pages send is refused before it is parsed."""
+    demo.get("/login")
+    response = demo.post("/login", {"phone": "1" * 100_000})
+    assert response.status_code == 413
+    assert query(app, "SELECT id FROM outbox") == []
