@@ -33,4 +33,3 @@ def utc_date(moment: dt.datetime) -> dt.date:
         return (moment - offset).date()
     except OverflowError:
         return dt.date.max if offset < dt.timedelta(0) else dt.date.min
-
