@@ -324,19 +324,20 @@ class State:
 
 
 def _build_guard(app: Flask) -> Guard:
+    """Validate every key first, then build the provider (it may open a pool) and the Guard."""
     config = app.config
-    provider = build_provider(config)
     secret = _secret(config["RECYCLECHECK_SECRET"])
+    options: dict[str, Any] = {
+        "policy": _policy(config["RECYCLECHECK_POLICY"]),
+        "timeout": _timeout(config["RECYCLECHECK_TIMEOUT"]),
+        "default_region": _region(config["RECYCLECHECK_DEFAULT_REGION"]),
+        "on_decision": _DecisionReporter(app.logger, _hook(config["RECYCLECHECK_ON_DECISION"])),
+        "cache": _cache(config["RECYCLECHECK_REDIS_URL"], secret),
+        "secret": secret,
+    }
+    provider = build_provider(config)
     try:
-        return Guard(
-            provider,
-            policy=_policy(config["RECYCLECHECK_POLICY"]),
-            timeout=_timeout(config["RECYCLECHECK_TIMEOUT"]),
-            cache=_cache(config["RECYCLECHECK_REDIS_URL"], secret),
-            secret=secret,
-            default_region=_region(config["RECYCLECHECK_DEFAULT_REGION"]),
-            on_decision=_DecisionReporter(app.logger, _hook(config["RECYCLECHECK_ON_DECISION"])),
-        )
+        return Guard(provider, **options)
     except ConfigurationError:
         close = getattr(provider, "close", None)
         if callable(close):

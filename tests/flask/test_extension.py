@@ -277,11 +277,27 @@ def test_missing_adapter_credentials_name_the_key_and_the_variable(
     assert any(part in text for part in ("TWILIO_", "RECYCLECHECK_", "ALIBABA_"))
 
 
-def test_a_provider_built_for_a_refused_config_is_closed(ext: RecycleCheck) -> None:
-    """When a later key is wrong, the provider already built does not leak its pool."""
-    provider = ClosingProvider()
+def test_every_key_is_checked_before_a_provider_is_built(
+    ext: RecycleCheck, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A wrong key is reported before an adapter is built (and a pool opened) at all."""
+    monkeypatch.delenv("TWILIO_ACCOUNT_SID", raising=False)
     with pytest.raises(recyclecheck.ConfigurationError, match="RECYCLECHECK_TIMEOUT"):
-        ext.init_app(_app(RECYCLECHECK_PROVIDER=provider, RECYCLECHECK_TIMEOUT=0))
+        ext.init_app(_app(RECYCLECHECK_PROVIDER="twilio", RECYCLECHECK_TIMEOUT=0))
+
+
+def test_a_provider_is_closed_if_the_guard_refuses_it(
+    ext: RecycleCheck, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Should the Guard refuse what the extension accepted, the built provider is closed."""
+    provider = ClosingProvider()
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise recyclecheck.ConfigurationError("refused")
+
+    monkeypatch.setattr(rcflask, "Guard", refuse)
+    with pytest.raises(recyclecheck.ConfigurationError, match="refused"):
+        ext.init_app(_app(RECYCLECHECK_PROVIDER=provider))
     assert provider.closed == 1
 
 
