@@ -24,14 +24,16 @@ import attrs
 
 from ._answers import NotCovered, Provider
 from ._cache import FactCache, MemoryCache, seconds
+from ._dates import utc_date
 from ._decision import Decision
-from ._facts import Fact, answer_from_fact
+from ._facts import Fact, answer_from_fact, merge
 from ._lane import Flight, Lane, Result
 from ._phone import (
     MAX_PHONE_LENGTH,
     NumberMemo,
     check_region,
     e164_of_validated,
+    hmac_number,
     memo_key,
     normalize,
 )
@@ -46,6 +48,8 @@ __all__ = ["Guard"]
 logger = logging.getLogger("recyclecheck")
 
 _UTC = dt.timezone.utc
+#: The cache namespace (and ``Decision.provider``) of changes pushed to the app.
+FEED = "feed"
 MAX_TIMEOUT = 60.0
 #: The most of a check's budget an out-of-process cache read may take; the rest is
 #: the providers', so a stalled cache still leaves time for an answer.
@@ -155,6 +159,8 @@ class Guard:
         else:
             single = Route((provider,))
             providers, self._route_for = (provider,), lambda _e164: single
+        if FEED in {p.name for p in providers}:
+            raise ConfigurationError(f"the provider name {FEED!r} is reserved for record_change()")
         recovery = seconds(breaker_recovery, name="breaker_recovery")
         #: One lane per provider: its own breaker, worker slots and cache namespace.
         self.lanes: Mapping[str, Lane] = {
@@ -263,7 +269,10 @@ class Guard:
             number = normalize(phone, region)
             e164, masked = number.e164, number.masked
             route = self._route_for(e164)
-            keys = tuple(self.lanes[p.name].cache_key(e164) for p in route.providers)
+            keys = (
+                *(self.lanes[p.name].cache_key(e164) for p in route.providers),
+                self._feed_key(e164),
+            )
             if memo is not None:
                 self._memo.put(memo, (route, keys, masked, e164 == phone))
         else:
@@ -289,7 +298,7 @@ class Guard:
         if not lanes:
             return self._decide(NotCovered(), ask, provider=self.provider_name, cached=False)
         facts = yield from self._read_facts(ask.keys, deadline)
-        known = _answer_from_facts(facts, lanes, ask.since)
+        known = _answer_from_facts(facts, [*(lane.name for lane in lanes), FEED], ask.since)
         if known is not None:
             return self._decide(known[1], ask, provider=known[0], cached=True)
         result: Result = NotCovered()
@@ -374,6 +383,42 @@ class Guard:
                 logger.warning("recyclecheck on_decision hook raised %s", type(exc).__name__)
         return decision
 
+    # -- facts pushed to the app ------------------------------------------------------
+
+    def record_change(
+        self, phone: str, *, on: dt.date | dt.datetime, region: str | None = None
+    ) -> None:
+        """Record that ``phone`` changed hands (or was deactivated) on ``on``.
+
+        For numbers pushed to the app rather than asked about: a carrier's or an
+        industry platform's notice of a number about to be reissued, a provider's
+        event (Twilio's ``reassigned-number.detected``), a row of a deactivation
+        file.  The fact is stored in the Guard's cache like a provider's answer
+        (under its own ``feed`` namespace, kept ``change_ttl``), so every later
+        check bound before ``on`` steps up without a lookup; ``Decision.provider``
+        is ``"feed"``.  A later date replaces an earlier one, never the reverse.
+
+        Raises :class:`~recyclecheck.InvalidPhoneNumber` or
+        :class:`~recyclecheck.InvalidInput` for bad input.  Unlike :meth:`check`,
+        this waits for the cache (it is not on a login path).
+        """
+        region = self.default_region if region is None else check_region(region)
+        e164 = normalize(phone, region).e164
+        if isinstance(on, dt.datetime):
+            if on.utcoffset() is None:
+                raise InvalidInput("on must be a date or an aware datetime")
+            day = utc_date(on)
+        elif isinstance(on, dt.date):
+            day = on
+        else:
+            raise InvalidInput(f"on must be a date or an aware datetime, not {type(on).__name__}")
+        key = self._feed_key(e164)
+        fact = Fact(changed_from=day, change_exact=True)
+        self.cache.set(key, merge(self._cached_fact(key), fact))
+
+    def _feed_key(self, e164: str) -> str:
+        return hmac_number(self._key, FEED, e164)
+
     def close(self) -> None:
         """Release the providers' pooled connections (where they have a ``close``)."""
         close = getattr(self.provider, "close", None)
@@ -417,7 +462,7 @@ async def _until(loop: Any, future: Future[Any], until: float) -> Any:
 
 
 def _answer_from_facts(
-    facts: list[Fact | None], lanes: list[Lane], since: dt.date
+    facts: list[Fact | None], names: list[str], since: dt.date
 ) -> tuple[str, Result] | None:
     """The cached answer for this check, and whose it is.
 
@@ -426,8 +471,8 @@ def _answer_from_facts(
     """
     now = time.time()
     answers = [
-        (lane.name, answer)
-        for lane, fact in zip(lanes, facts, strict=True)
+        (name, answer)
+        for name, fact in zip(names, facts, strict=True)
         if fact is not None and (answer := answer_from_fact(fact, since, now)) is not None
     ]
     for name, answer in answers:
