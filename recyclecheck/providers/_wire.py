@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import ipaddress
 import os
 import re
 import stat
@@ -51,7 +52,6 @@ _RFC3339 = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})"
     r"(?:\.([0-9]{1,9}))?(?:([Zz])|([+-])([0-9]{2}):([0-9]{2}))"
 )
-_LOOPBACK = frozenset({"localhost", "::1"})
 _PEM_CERTIFICATE = re.compile(rb"-----BEGIN (?:TRUSTED )?CERTIFICATE-----")
 # How much of a CA bundle is searched for its first certificate (certifi's is ~300 KiB).
 _CA_BUNDLE_HEAD = 1 << 20
@@ -106,8 +106,9 @@ def check_credential(value: object, what: str, *, colon: bool = True) -> str:
 def check_base_url(value: object, what: str = "base_url") -> str:
     """Validate a provider base URL and return it without a trailing slash.
 
-    It must be ``https://`` (plain ``http://`` only for loopback sandboxes), with
-    a host and no credentials, query or fragment.
+    It must be ``https://`` (plain ``http://`` only for loopback sandboxes:
+    ``localhost``, ``127.0.0.0/8`` or ``::1``), with a host and no credentials,
+    query, fragment or backslash (which some URL parsers read as ``/``).
     """
     problem = f"{what} must be an https:// URL with a host and no credentials, query or fragment"
     if not isinstance(value, str) or not value.isascii() or not _PRINTABLE.fullmatch(value):
@@ -124,11 +125,22 @@ def check_base_url(value: object, what: str = "base_url") -> str:
         or "@" in parts.netloc
         or "?" in value
         or "#" in value
+        or "\\" in value
     ):
         raise ConfigurationError(problem)
-    if parts.scheme.lower() == "http" and not (host in _LOOPBACK or host.startswith("127.")):
+    if parts.scheme.lower() == "http" and not _is_loopback(host):
         raise ConfigurationError(f"{what} may use plain http:// only for a loopback host")
     return value.rstrip("/")
+
+
+def _is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback IP literal; a name such as ``127.0.0.1.example`` is not."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def basic_authorization(user: str, password: str) -> str:

@@ -43,10 +43,11 @@ from recyclecheck.providers.camara import CamaraProvider
 from recyclecheck.testing import FakeProviderServer
 
 from ..crowd import run_together
+from . import camara_spec
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "camara"
 ROOT = "https://api.operator.example/camara"
-CHECK = ROOT + "/number-recycling/v0.2/check"
+CHECK = ROOT + "/number-recycling/v0.3/check"  # the default version
 TOKEN_URL = "https://auth.operator.example/oauth2/token"
 NUMBER = "+8613800138000"
 DIGITS = "13800138000"
@@ -125,15 +126,19 @@ def form(call: Any) -> dict[str, str]:
 
 @pytest.fixture
 def mock() -> Iterator[responses.RequestsMock]:
+    """Mocked HTTP; afterwards every check request sent is held to the 0.3 contract."""
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
         yield rsps
+        for call in rsps.calls:  # read before leaving: the mock forgets its calls on exit
+            if urllib.parse.urlsplit(call.request.url).path.endswith("/check"):
+                camara_spec.check_request(call.request.body, call.request.headers)
 
 
 # -- the request -------------------------------------------------------------------
 
 
 def test_two_legged_request_matches_the_spec(mock: responses.RequestsMock) -> None:
-    """POST {root}/number-recycling/v0.2/check with the number, the date and a fresh correlator."""
+    """POST {root}/number-recycling/v0.3/check with the number, the date and a fresh correlator."""
     mock.add_callback(responses.POST, CHECK, callback=reply(body=fixture_bytes("check_false.json")))
     assert static().lookup(NUMBER, SINCE) == ChangedSince(SINCE, False)
     (call,) = mock.calls
@@ -171,14 +176,32 @@ def test_each_request_gets_a_fresh_correlator(mock: responses.RequestsMock) -> N
 
 
 def test_api_version_and_root_path(mock: responses.RequestsMock) -> None:
-    """The version segment is configurable and a trailing slash on the root is harmless."""
-    url = "https://gw.example/sub/path/number-recycling/v0.3rc1/check"
+    """v0.2 stays selectable, and a path and trailing slash on the root are harmless."""
+    url = "https://gw.example/sub/path/number-recycling/v0.2/check"
     mock.add_callback(responses.POST, url, callback=reply(body={"phoneNumberRecycled": True}))
     provider = CamaraProvider(
-        "https://gw.example/sub/path/", access_token=STATIC_TOKEN, api_version="v0.3rc1"
+        "https://gw.example/sub/path/", access_token=STATIC_TOKEN, api_version="v0.2"
     )
     assert provider.lookup(NUMBER, SINCE) == ChangedSince(SINCE, True)
     assert mock.calls[0].request.url == url
+
+
+def test_default_api_version_is_v0_3(mock: responses.RequestsMock) -> None:
+    """Without api_version the check goes to /number-recycling/v0.3/check (API 0.3.0)."""
+    mock.add_callback(responses.POST, CHECK, callback=reply(body={"phoneNumberRecycled": False}))
+    provider = CamaraProvider(ROOT, access_token=STATIC_TOKEN)
+    assert provider.lookup(NUMBER, SINCE) == ChangedSince(SINCE, False)
+    assert mock.calls[0].request.url == ROOT + "/number-recycling/v0.3/check"
+    assert "/number-recycling/v0.3/check" in repr(provider)
+
+
+@pytest.mark.parametrize(
+    "version", ["v0.3rc1", "v0.3rc2", "vwip", "v0.1", "v1", "V0.3", "v0.3/", "0.3", "", None, 0.3]
+)
+def test_other_api_versions_are_refused(version: Any) -> None:
+    """Only v0.3 and v0.2 are spoken: anything else fails at construction."""
+    with pytest.raises(ConfigurationError, match=re.escape("api_version must be v0.3 or v0.2")):
+        CamaraProvider(ROOT, access_token=STATIC_TOKEN, api_version=version)
 
 
 def test_since_maps_to_the_day_before() -> None:
@@ -213,13 +236,88 @@ def test_bad_numbers_are_refused_before_any_io(number: Any, mock: responses.Requ
 
 
 @pytest.mark.parametrize(
-    "since", [dt.datetime(2024, 3, 2, tzinfo=dt.timezone.utc), "2024-03-02", None, dt.date.min]
+    "since", [dt.datetime(2024, 3, 2, tzinfo=dt.timezone.utc), "2024-03-02", None]
 )
 def test_since_must_be_a_plain_date(since: Any, mock: responses.RequestsMock) -> None:
     """`since` must be a datetime.date (not a datetime or string)."""
     with pytest.raises(InvalidInput):
         static().lookup(NUMBER, since)
     assert not mock.calls
+
+
+def test_since_error_is_the_shared_type(mock: responses.RequestsMock) -> None:
+    """A bad `since` raises what every adapter raises: InvalidInput that is also a TypeError."""
+    with pytest.raises(InvalidInput) as info:
+        static().lookup(NUMBER, "2024-03-02")  # type: ignore[arg-type]
+    assert isinstance(info.value, TypeError)
+    assert not mock.calls
+
+
+@pytest.mark.parametrize("number", ["+12345", "+123456"])
+def test_five_and_six_digit_numbers_are_refused_like_everywhere(
+    number: str, mock: responses.RequestsMock
+) -> None:
+    """The shared E.164 rule (7 to 15 digits) applies: CAMARA no longer accepts 5 or 6."""
+    with pytest.raises(InvalidPhoneNumber):
+        static().lookup(number, SINCE)
+    assert not mock.calls
+
+
+def test_seven_digit_numbers_are_asked(mock: responses.RequestsMock) -> None:
+    """The shortest E.164 number the shared rule accepts still reaches the operator."""
+    mock.add_callback(responses.POST, CHECK, callback=reply(body={"phoneNumberRecycled": False}))
+    assert static().lookup("+6831234", SINCE) == ChangedSince(SINCE, False)
+    assert sent_json(mock.calls[0])["phoneNumber"] == "+6831234"
+
+
+def test_date_min_is_not_covered_without_a_request(mock: responses.RequestsMock) -> None:
+    """There is no day before date.min to ask about: NotCovered, and nothing is sent."""
+    assert static().lookup(NUMBER, dt.date.min) == NotCovered()
+    assert not mock.calls
+
+
+TODAY = dt.date(2026, 6, 15)
+
+
+def pinned(today: dt.date = TODAY, **options: Any) -> CamaraProvider:
+    provider = static(**options)
+    provider._today = lambda: today
+    return provider
+
+
+@pytest.mark.parametrize(
+    "since", [TODAY + dt.timedelta(days=1), TODAY + dt.timedelta(days=400), dt.date.max]
+)
+def test_a_future_since_is_never_sent(since: dt.date, mock: responses.RequestsMock) -> None:
+    """After today (UTC) there is nothing to ask: NotCovered, and no request leaves."""
+    assert pinned().lookup(NUMBER, since) == NotCovered()
+    assert not mock.calls
+
+
+@pytest.mark.parametrize(
+    ("since", "asked"),
+    [(TODAY, "2026-06-14"), (TODAY - dt.timedelta(days=1), "2026-06-13")],
+)
+def test_since_today_asks_about_yesterday(
+    since: dt.date, asked: str, mock: responses.RequestsMock
+) -> None:
+    """The latest date sent is yesterday (UTC): in the past in every time zone."""
+    mock.add_callback(responses.POST, CHECK, callback=reply(body={"phoneNumberRecycled": False}))
+    assert pinned().lookup(NUMBER, since) == ChangedSince(since, False)
+    assert sent_json(mock.calls[0])["specifiedDate"] == asked
+
+
+def test_today_is_the_utc_date() -> None:
+    """The bound is today's UTC date, read when the lookup runs."""
+    provider = static()
+    now = dt.datetime.now(dt.timezone.utc).date()
+    assert provider._today() in (now, now + dt.timedelta(days=1))
+
+
+def test_out_of_range_is_not_covered(mock: responses.RequestsMock) -> None:
+    """400 OUT_OF_RANGE (a date outside the operator's window) is NotCovered, not an error."""
+    mock.add_callback(responses.POST, CHECK, callback=reply(400, ERRORS["400_OUT_OF_RANGE"]))
+    assert static().lookup(NUMBER, dt.date(2019, 1, 1)) == NotCovered()
 
 
 # -- answers -----------------------------------------------------------------------
@@ -850,11 +948,26 @@ def test_bad_api_root(root: Any) -> None:
 
 
 @pytest.mark.parametrize(
-    "root", ["http://localhost:8080", "http://127.0.0.1:9091/camara", "http://[::1]:9091"]
+    "root",
+    [
+        "http://localhost:8080",
+        "http://127.0.0.1:9091/camara",
+        "http://127.0.0.2:9091",
+        "http://[::1]:9091",
+    ],
 )
 def test_plain_http_allowed_to_loopback(root: str) -> None:
     """A local sandbox (such as FakeProviderServer) may use plain http on loopback."""
     CamaraProvider(root, access_token=STATIC_TOKEN)
+
+
+@pytest.mark.parametrize(
+    "root", ["http://127.0.0.1.example", "http://127.evil.example:8080", "http://[::2]:9091"]
+)
+def test_plain_http_refused_to_names_that_only_look_local(root: str) -> None:
+    """Plain http goes only to real loopback addresses, as for every other adapter."""
+    with pytest.raises(ConfigurationError, match="api_root"):
+        CamaraProvider(root, access_token=STATIC_TOKEN)
 
 
 def test_construction_does_no_io(mock: responses.RequestsMock) -> None:
