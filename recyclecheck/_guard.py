@@ -37,7 +37,16 @@ from ._phone import (
     memo_key,
     normalize,
 )
-from ._policy import Policy, Reason, binding_date, classify, evaluate, question_date
+from ._policy import (
+    Outcome,
+    Policy,
+    Reason,
+    binding_date,
+    classify,
+    evaluate,
+    question_date,
+    recently_bound,
+)
 from ._resilience import CircuitBreaker, WorkerPool
 from ._router import Route, Router, budget
 from ._secrets import secret_bytes
@@ -50,6 +59,8 @@ logger = logging.getLogger("recyclecheck")
 _UTC = dt.timezone.utc
 #: The cache namespace (and ``Decision.provider``) of changes pushed to the app.
 FEED = "feed"
+#: ``Decision.provider`` when ``Policy(trust_recent_binding=...)`` decided: nobody was asked.
+TRUSTED_BINDING = "policy"
 MAX_TIMEOUT = 60.0
 #: The most of a check's budget an out-of-process cache read may take; the rest is
 #: the providers', so a stalled cache still leaves time for an answer.
@@ -72,6 +83,8 @@ class _Question:
     route: Route
     keys: tuple[str, ...]
     masked: str
+    binding: dt.date
+    today: dt.date
     since: dt.date
     started: float
 
@@ -280,6 +293,7 @@ class Guard:
             if canonical:
                 e164 = phone  # type: ignore[assignment]  # the input *is* its E.164 form
         now = dt.datetime.now(_UTC)
+        binding = binding_date(bound_at, now=now)
         return _Question(
             phone=phone,  # type: ignore[arg-type]  # normalize() or the memo proved it a str
             region=region,
@@ -287,13 +301,18 @@ class Guard:
             route=route,
             keys=keys,
             masked=masked,
-            since=question_date(binding_date(bound_at, now=now), now.date()),
+            binding=binding,
+            today=now.date(),
+            since=question_date(binding, now.date()),
             started=started,
         )
 
     def _steps(self, ask: _Question, *, inline: bool) -> _Steps:
         """The rest of a check: cache, the route's lanes in turn, the decision."""
         deadline = ask.started + self.timeout
+        trusted = recently_bound(ask.binding, ask.today, self.policy)
+        if trusted is not None:
+            return self._announce(trusted, ask, provider=TRUSTED_BINDING, cached=False)
         lanes = [self.lanes[p.name] for p in ask.route.providers]
         if not lanes:
             return self._decide(NotCovered(), ask, provider=self.provider_name, cached=False)
@@ -355,7 +374,14 @@ class Guard:
     # -- decision ---------------------------------------------------------------------
 
     def _decide(self, result: Result, ask: _Question, *, provider: str, cached: bool) -> Decision:
-        outcome = evaluate(result, ask.since, self.policy)
+        return self._announce(
+            evaluate(result, ask.since, self.policy), ask, provider=provider, cached=cached
+        )
+
+    def _announce(
+        self, outcome: Outcome, ask: _Question, *, provider: str, cached: bool
+    ) -> Decision:
+        """Dress the outcome up as a Decision, log it and call the hook."""
         masked = ask.masked
         decision = Decision(
             action=outcome.action,

@@ -18,6 +18,7 @@ __all__ = [
     "CLOCK_SKEW",
     "EARLIEST_BINDING",
     "MARGIN",
+    "MAX_TRUSTED_BINDING_AGE",
     "Action",
     "Outcome",
     "Policy",
@@ -26,6 +27,7 @@ __all__ = [
     "classify",
     "evaluate",
     "question_date",
+    "recently_bound",
 ]
 
 #: Providers speak in calendar dates without a time zone; one day covers every zone.
@@ -58,6 +60,7 @@ class Reason(str, enum.Enum):
     NO_DATA = "no_data"
     NOT_COVERED = "not_covered"
     PROVIDER_UNAVAILABLE = "provider_unavailable"
+    RECENTLY_BOUND = "recently_bound"
 
     def __str__(self) -> str:
         return self.value
@@ -66,6 +69,26 @@ class Reason(str, enum.Enum):
 def _action(_instance: object, attribute: attrs.Attribute[Action], value: object) -> None:
     if not isinstance(value, Action):
         raise ConfigurationError(f"{attribute.name} must be a recyclecheck.Action")
+
+
+#: The longest ``Policy(trust_recent_binding=...)`` accepted: under the shortest aging
+#: period carriers keep a cancelled number before reissuing it (45 days in the US, by
+#: FCC rule; 90 days at the large Chinese carriers).
+MAX_TRUSTED_BINDING_AGE = dt.timedelta(days=44)
+
+
+def _recent_binding(value: object) -> dt.timedelta | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, dt.timedelta)):
+        raise ConfigurationError("trust_recent_binding must be a timedelta or a number of days")
+    age = value if isinstance(value, dt.timedelta) else dt.timedelta(days=value)
+    if not dt.timedelta(days=1) <= age <= MAX_TRUSTED_BINDING_AGE:
+        raise ConfigurationError(
+            "trust_recent_binding must be between 1 and 44 days: a cancelled number is "
+            "held at least 45 days before it is reissued"
+        )
+    return dt.timedelta(days=age.days)
 
 
 def _not_allow(_instance: object, attribute: attrs.Attribute[Action], value: Action) -> None:
@@ -83,12 +106,22 @@ class Policy:
     Only a confirmed ``not_reissued`` allows; everything else asks for extra
     verification, so an attacker who degrades the provider gains nothing.
     ``on_reissued`` may be ``STEP_UP`` or ``DENY`` but never ``ALLOW``.
+
+    ``trust_recent_binding`` (off by default; a ``timedelta`` or days, 1 to 44):
+    a binding proven that recently is allowed without asking anyone
+    (``recently_bound``).  Carriers hold a cancelled number at least 45 days
+    before reissuing it, so a number whose owner proved it within that time
+    cannot have changed hands since.  It spares a customer the provider knows
+    nothing about (``no_data``) a second factor at every login after one
+    passed step-up; it is only sound because ``bound_at`` never moves on a
+    plain SMS-code login.
     """
 
     on_reissued: Action = attrs.field(default=Action.STEP_UP, validator=[_action, _not_allow])
     on_no_data: Action = attrs.field(default=Action.STEP_UP, validator=_action)
     on_not_covered: Action = attrs.field(default=Action.STEP_UP, validator=_action)
     on_unavailable: Action = attrs.field(default=Action.STEP_UP, validator=_action)
+    trust_recent_binding: dt.timedelta | None = attrs.field(default=None, converter=_recent_binding)
 
     @classmethod
     def fail_open(cls) -> Policy:
@@ -108,6 +141,9 @@ class Policy:
         """The action this policy takes for ``reason``."""
         if reason is Reason.NOT_REISSUED:
             return Action.ALLOW
+        if reason is Reason.RECENTLY_BOUND:
+            # Only a policy that trusts recent bindings ever gives this reason.
+            return Action.ALLOW if self.trust_recent_binding is not None else Action.STEP_UP
         if reason is Reason.REISSUED_AFTER_BINDING:
             return self.on_reissued
         if reason is Reason.NO_DATA:
@@ -189,6 +225,14 @@ def _reason(answer: object, since: dt.date) -> tuple[Reason, dt.date | None]:  #
         return Reason.NOT_COVERED, None
     # A custom provider returned something that is not an Answer: never an allow.
     return Reason.PROVIDER_UNAVAILABLE, None
+
+
+def recently_bound(binding: dt.date, today: dt.date, policy: Policy) -> Outcome | None:
+    """The outcome for a binding young enough to trust without asking, else ``None``."""
+    trusted = policy.trust_recent_binding
+    if trusted is None or (today - binding) >= trusted:
+        return None
+    return Outcome(policy.action_for(Reason.RECENTLY_BOUND), Reason.RECENTLY_BOUND)
 
 
 def classify(answer: Answer | ProviderError, since: dt.date) -> Reason:
