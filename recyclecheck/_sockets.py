@@ -22,6 +22,7 @@ from __future__ import annotations
 import socket
 import ssl
 import time
+from collections.abc import Callable
 from typing import Any
 
 import requests.adapters
@@ -98,24 +99,26 @@ def _bind(sock: object) -> bool:
     return isinstance(sock, (_DeadlineSocket, _DeadlineTLSSocket))
 
 
+def _connect_bound(conn: HTTPConnection, connect: Callable[[], None]) -> bool:
+    """Connect (never on the caller's thread), then bind the new socket to the deadline."""
+    if is_inline():
+        raise NeedsWorker
+    connect()
+    return _bind(conn.sock)
+
+
 class _DeadlineHTTPConnection(HTTPConnection):
     deadline_bound = False
 
     def connect(self) -> None:
-        if is_inline():
-            raise NeedsWorker
-        super().connect()
-        self.deadline_bound = _bind(self.sock)
+        self.deadline_bound = _connect_bound(self, super().connect)
 
 
 class _DeadlineHTTPSConnection(HTTPSConnection):
     deadline_bound = False
 
     def connect(self) -> None:
-        if is_inline():
-            raise NeedsWorker
-        super().connect()
-        self.deadline_bound = _bind(self.sock)
+        self.deadline_bound = _connect_bound(self, super().connect)
 
 
 class _DeadlineHTTPPool(HTTPConnectionPool):
