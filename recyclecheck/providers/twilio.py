@@ -43,7 +43,10 @@ _log = logging.getLogger("recyclecheck.providers.twilio")
 
 # Twilio error codes (https://www.twilio.com/docs/api/errors/<code>).
 _RATE_LIMITED = frozenset({"20429", "60611", "60616", "60626"})  # concurrency, quota, pace
-_REFUSED = frozenset({"20003", "60606"})  # bad credentials; package not enabled on the account
+_REFUSED = frozenset({"20003"})  # bad credentials
+# Account-level approval: the reassigned_number package is enabled per account only after
+# Twilio approves a carrier registration (error 60606, "Lookup Package is Not Enabled").
+_NEEDS_APPROVAL = frozenset({"60606"})
 _NOT_COVERED = frozenset({"60607", "60610"})  # unsupported country; outside coverage
 _UPSTREAM = frozenset({"60608"})  # Twilio's data source replied with an error
 
@@ -159,10 +162,16 @@ def _map_code(code: str | None, status: int, retry_after: str | None) -> NotCove
         raise rate_limited(_NAME, status=status, code=code, retry_after=retry_after)
     if code in _NOT_COVERED:
         return NotCovered()
-    if status in (401, 403) or code in _REFUSED:
+    if code in _NEEDS_APPROVAL:
         raise ProviderAuthError(
-            "credentials or package refused", provider=_NAME, status=status, code=code
+            "the account is not enabled for the reassigned_number package: "
+            "it needs Twilio's approval (carrier registration) first",
+            provider=_NAME,
+            status=status,
+            code=code,
         )
+    if status in (401, 403) or code in _REFUSED:
+        raise ProviderAuthError("credentials refused", provider=_NAME, status=status, code=code)
     if code in _UPSTREAM:
         raise ProviderUnavailable(
             "Twilio's data source failed", provider=_NAME, status=status, code=code

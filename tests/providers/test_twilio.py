@@ -350,6 +350,48 @@ def test_error_bodies(
     assert info.value.provider == "twilio"
 
 
+@pytest.mark.parametrize("status", [400, 401, 403, 404])
+def test_package_not_approved_says_it_needs_approval(
+    provider: TwilioProvider, mocked: Any, status: int
+) -> None:
+    """60606 (package not enabled on the account) is ProviderAuthError saying approval is needed."""
+    body = load("error_60606.json")
+    body["status"] = status
+    reply(mocked, status, json_body=body)
+    with pytest.raises(ProviderAuthError) as info:
+        provider.lookup(NUMBER, NO_DATE)
+    assert "approval" in info.value.message
+    assert "reassigned_number package" in info.value.message
+    assert (info.value.code, info.value.status, info.value.retryable) == ("60606", status, False)
+
+
+@pytest.mark.parametrize("as_type", [str, int])
+def test_package_error_60606_says_it_needs_approval(
+    provider: TwilioProvider, mocked: Any, as_type: type
+) -> None:
+    """The same account-level refusal inside a 200's package error_code says so too."""
+    body = load("reassigned_no.json")
+    body["reassigned_number"]["error_code"] = as_type(60606)
+    reply(mocked, json_body=body)
+    with pytest.raises(ProviderAuthError, match="approval"):
+        provider.lookup(NUMBER, NO_DATE)
+
+
+@pytest.mark.parametrize(("code", "status"), [(20003, 401), (None, 401), (None, 403)])
+def test_credentials_refused_do_not_blame_approval(
+    provider: TwilioProvider, mocked: Any, code: int | None, status: int
+) -> None:
+    """Bad credentials are a ProviderAuthError about credentials, not about approval."""
+    if code is None:
+        reply(mocked, status, body="<html>no</html>", content_type="text/html")
+    else:
+        reply(mocked, status, json_body=load(f"error_{code}.json"))
+    with pytest.raises(ProviderAuthError) as info:
+        provider.lookup(NUMBER, NO_DATE)
+    assert "approval" not in info.value.message
+    assert "credentials" in info.value.message
+
+
 @pytest.mark.parametrize("code", [60607, 60610])
 @pytest.mark.parametrize("status", [400, 404])
 def test_coverage_errors_are_not_covered(
