@@ -14,6 +14,7 @@ the slack is larger only to keep a loaded CI runner from failing the suite.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import threading
 import time
@@ -129,6 +130,19 @@ def fails_in_time(
     assert_step_up_unavailable(decision)
     assert_within_deadline(decision, wall)
     return number, decision
+
+
+@pytest.fixture(autouse=True, params=["check", "acheck"])
+def driver(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every case runs twice: through ``check`` and through ``await acheck`` (each call
+    on an event loop of its own, as an async login handler would run it)."""
+    if request.param == "acheck":
+
+        def check_by_awaiting(self: Guard, phone: str, **options: Any) -> Decision:
+            return asyncio.run(Guard.acheck(self, phone, **options))
+
+        monkeypatch.setattr(Guard, "check", check_by_awaiting)
+    return str(request.param)
 
 
 @pytest.fixture
