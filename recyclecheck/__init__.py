@@ -16,6 +16,7 @@ from ._facts import Fact
 from ._guard import Guard
 from ._phone import mask
 from ._policy import Action, Policy, Reason
+from ._quota import Quota, RedisTokenBucket, TokenBucket
 from ._router import Fallback, Route, Router
 from ._version import __version__
 from .exceptions import (
@@ -65,11 +66,14 @@ __all__ = [
     "ProviderResponseError",
     "ProviderTimeout",
     "ProviderUnavailable",
+    "Quota",
     "Reason",
     "RecycleCheckError",
     "RedisCache",
+    "RedisTokenBucket",
     "Route",
     "Router",
+    "TokenBucket",
     "__version__",
     "mask",
 ]

@@ -47,6 +47,7 @@ from ._policy import (
     question_date,
     recently_bound,
 )
+from ._quota import Quota, quotas_by_provider
 from ._resilience import CircuitBreaker, WorkerPool
 from ._router import Route, Router, budget
 from ._secrets import secret_bytes
@@ -118,7 +119,13 @@ class Guard:
     logged and swallowed);
     ``max_workers`` bounds concurrent provider calls;
     ``breaker_threshold`` consecutive failures open the circuit for
-    ``breaker_recovery`` seconds.
+    ``breaker_recovery`` seconds;
+    ``quota`` paces provider calls: one :class:`Quota` (a :class:`TokenBucket`,
+    or a :class:`RedisTokenBucket` shared by a fleet) that every provider's
+    calls draw from, or a mapping of provider name to its own quota (providers
+    left out are not paced).  Only a new provider call takes a token; with none
+    left the check answers ``provider_unavailable`` at once (logged as rate
+    limited, never counted by the breaker), never a wait.
     """
 
     def __init__(
@@ -134,6 +141,7 @@ class Guard:
         max_workers: int = 16,
         breaker_threshold: int = 5,
         breaker_recovery: float | dt.timedelta = 30.0,
+        quota: Quota | Mapping[str, Quota] | None = None,
     ) -> None:
         name = getattr(provider, "name", None)
         if not isinstance(name, str) or not name or not callable(getattr(provider, "lookup", None)):
@@ -175,7 +183,8 @@ class Guard:
         if FEED in {p.name for p in providers}:
             raise ConfigurationError(f"the provider name {FEED!r} is reserved for record_change()")
         recovery = seconds(breaker_recovery, name="breaker_recovery")
-        #: One lane per provider: its own breaker, worker slots and cache namespace.
+        quotas = quotas_by_provider(quota, (p.name for p in providers))
+        #: One lane per provider: its own breaker, worker slots, cache namespace and quota.
         self.lanes: Mapping[str, Lane] = {
             p.name: Lane(
                 p,
@@ -185,6 +194,7 @@ class Guard:
                 max_workers=max_workers,
                 breaker_threshold=breaker_threshold,
                 breaker_recovery=recovery,
+                quota=quotas.get(p.name),
             )
             for p in providers
         }

@@ -1,4 +1,4 @@
-"""One provider's machinery: breaker, worker slots, single flight, cache namespace.
+"""One provider's machinery: breaker, worker slots, single flight, cache namespace, quota.
 
 A :class:`Lane` starts a provider call without blocking the caller (unless it
 may run the call inline, see ``PERF`` notes in ``_guard``), and hands back a
@@ -8,6 +8,14 @@ own books: the breaker hears of each provider call exactly once, when the call
 settles or when a waiting login sees its deadline pass first, whichever comes
 first.  A Guard holds one lane per provider, so one provider's outage neither
 blocks nor poisons another's answers.
+
+A lane with a quota takes one token per new provider call (never for a login
+joining a call in flight), after the breaker and a worker slot let the call
+start: an in-process :class:`TokenBucket` on the caller's thread, any other
+quota (Redis: network I/O) on the worker as the first step of the call, inside
+the deadline; such a lane never runs lookups inline.  No token means the call
+is answered at once by a :class:`ProviderRateLimited` that the breaker never
+hears of: the provider did nothing wrong.
 
 No lock here is held while a future is resolved or any callback or provider
 code runs.
@@ -24,11 +32,12 @@ from concurrent.futures import Future
 
 from ._answers import Answer, Provider
 from ._cache import FactCache, MemoryCache
-from ._deadline import NeedsWorker, inline_scope
+from ._deadline import NeedsWorker, deadline_scope, inline_scope
 from ._facts import Fact, fact_from_answer, merge
 from ._phone import hmac_number
+from ._quota import Quota, TokenBucket
 from ._resilience import CircuitBreaker, WorkerPool, lookup_once, lookup_with_retry, retry_pause
-from .exceptions import ProviderError, ProviderTimeout, ProviderUnavailable
+from .exceptions import ProviderError, ProviderRateLimited, ProviderTimeout, ProviderUnavailable
 
 __all__ = ["Flight", "Lane", "Result"]
 
@@ -78,7 +87,8 @@ class Lane:
 
     ``key`` keys the HMAC that names numbers in ``cache`` (the provider's name
     is part of the message, so each provider has its own namespace); ``io`` is
-    the Guard's pool for cache I/O that may block.
+    the Guard's pool for cache I/O that may block; ``quota`` (optional) gives
+    each new provider call its token.
     """
 
     def __init__(
@@ -91,6 +101,7 @@ class Lane:
         max_workers: int,
         breaker_threshold: int,
         breaker_recovery: float,
+        quota: Quota | None = None,
     ) -> None:
         self.provider = provider
         self.name: str = provider.name
@@ -100,6 +111,10 @@ class Lane:
             failure_threshold=breaker_threshold, recovery_time=breaker_recovery, name=self.name
         )
         self.pool = WorkerPool(max_workers)
+        self.quota = quota
+        # An in-process bucket answers in microseconds: asked on the caller's thread.  Any
+        # other quota may do I/O (Redis): asked on the worker, and never inline.
+        self.quota_blocks = quota is not None and not isinstance(quota, TokenBucket)
         self._key = key
         self._io = io
         inline_ready = getattr(provider, "_inline_ready", None)
@@ -151,6 +166,12 @@ class Lane:
             flight.book()  # saturation is ours, not the provider's: never a breaker record
             self._settle(flight_key, flight, error, key, on_caller=True, slot=False)
             return error
+        if self.quota is not None and not self.quota_blocks:
+            refused = self._admit()
+            if refused is not None:
+                flight.book()  # the quota's refusal, not the provider's failure
+                self._settle(flight_key, flight, refused, key, on_caller=True)
+                return refused
         self._run(
             flight_key, flight, key, e164=e164(), since=since, deadline=deadline, inline=inline
         )
@@ -169,6 +190,7 @@ class Lane:
     ) -> None:
         """Run the call (its slot already taken) inline when safe, else on a worker."""
         failed_once: ProviderError | None = None
+        inline = inline and not self.quota_blocks  # a token from Redis is a worker's job
         if inline and self._inline_ready is not None and self._inline_ready(e164):
             # A warm connection: every step ahead is bounded by the deadline, so the
             # thread hand-off (and its cost) is not needed.
@@ -189,9 +211,17 @@ class Lane:
         def on_worker() -> None:
             result: Result
             try:
-                result = lookup_with_retry(
-                    self.provider, e164, since, deadline, failed_once=failed_once
-                )
+                refused = None
+                if self.quota_blocks:
+                    with deadline_scope(deadline):  # the quota may size its I/O by it
+                        refused = self._admit()
+                if refused is not None:
+                    flight.book()  # the quota's refusal, not the provider's failure
+                    result = refused
+                else:
+                    result = lookup_with_retry(
+                        self.provider, e164, since, deadline, failed_once=failed_once
+                    )
             except ProviderError as exc:
                 result = exc
             except BaseException as exc:  # lookup_with_retry wraps the provider's own
@@ -201,6 +231,22 @@ class Lane:
             self._settle(flight_key, flight, result, key, on_caller=False)
 
         self.pool.run(on_worker)
+
+    def _admit(self) -> ProviderRateLimited | None:
+        """Take this call's token; without one, the refusal that stands for the call.
+
+        A quota that raises refuses (logged by type): it never fails a login.
+        """
+        try:
+            if self.quota is None or self.quota.try_acquire():
+                return None
+            why = "quota empty"
+        except Exception as exc:
+            why = f"quota raised {type(exc).__name__}"
+        logger.warning(
+            "recyclecheck rate limited: provider=%s %s, answered without a call", self.name, why
+        )
+        return ProviderRateLimited(f"{why}: no call made", provider=self.name)
 
     # -- settling a call --------------------------------------------------------------
 

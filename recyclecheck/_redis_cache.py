@@ -29,7 +29,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -38,6 +38,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ._cache import DEFAULT_CHANGE_TTL, DEFAULT_TTL, seconds
 from ._facts import Fact
+from ._quota import fast_redis_client
 from ._resilience import CircuitBreaker
 from ._secrets import secret_bytes
 from .exceptions import ConfigurationError
@@ -175,6 +176,18 @@ class RedisCache:
         self._breaker = CircuitBreaker(
             failure_threshold=BREAKER_THRESHOLD, recovery_time=BREAKER_RECOVERY, name="redis-cache"
         )
+
+    @classmethod
+    def from_url(cls, url: str, *, secret: bytes | str, **options: Any) -> RedisCache:
+        """Build the cache on a client for ``url`` that fails fast enough for a login path.
+
+        ``url`` is a ``redis://``, ``rediss://`` or ``unix://`` URL; the client
+        gets 50 ms socket and connect timeouts and no retries, so you need not
+        build one yourself.  ``options`` are the constructor's (``prefix``,
+        ``ttl``, ``change_ttl``).  Options in the URL's query string win, and
+        are checked like any client's.
+        """
+        return cls(fast_redis_client(url), secret=secret, **options)
 
     def __repr__(self) -> str:
         return (
