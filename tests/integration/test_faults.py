@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import threading
+import functools
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -45,6 +45,7 @@ from recyclecheck.testing import (
     SlowDrip,
 )
 
+from ..crowd import run_together
 from ..rawserver import free_port, raw_server, respond
 
 TIMEOUT = 0.5
@@ -532,26 +533,9 @@ def test_redirect_to_another_host_is_not_followed(server: FakeProviderServer) ->
 
 
 def _run_together(count: int, work: Callable[[int], Decision]) -> list[Decision]:
-    """Start ``count`` threads, release them at once, return each one's Decision in order."""
-    barrier = threading.Barrier(count)
-    results: list[Decision | BaseException | None] = [None] * count
-
-    def run(index: int) -> None:
-        barrier.wait()
-        try:
-            results[index] = work(index)
-        except BaseException as exc:  # reported below, in the test's own thread
-            results[index] = exc
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    assert not any(thread.is_alive() for thread in threads)
-    errors = [r for r in results if not isinstance(r, Decision)]
-    assert not errors, errors[:3]
-    return [r for r in results if isinstance(r, Decision)]
+    """Start ``count`` daemon threads, release them at once, return each one's Decision in
+    order; a thread still running after 30 s fails the test with every thread's stack."""
+    return run_together([functools.partial(work, index) for index in range(count)], within=30)
 
 
 @pytest.mark.parametrize(

@@ -1212,11 +1212,12 @@ def test_requests_are_recorded_from_many_threads(server: FakeProviderServer) -> 
         except BaseException as exc:  # handed to the test thread
             errors.append(exc)
 
-    threads = [threading.Thread(target=work) for _ in range(8)]
+    threads = [threading.Thread(target=work, daemon=True) for _ in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(10)
+    assert not any(thread.is_alive() for thread in threads)
     assert errors == []
     assert len(server.requests) == 40
 
@@ -1291,7 +1292,7 @@ def test_stop_is_prompt_with_a_hung_connection() -> None:
             except ProviderError as exc:
                 outcome.append(exc)
 
-    thread = threading.Thread(target=call)
+    thread = threading.Thread(target=call, daemon=True)
     thread.start()
     deadline = time.monotonic() + 2
     while not fake.requests and time.monotonic() < deadline:

@@ -175,7 +175,9 @@ def test_release_ends_waiting_lookups_without_a_retry(sandbox: ScriptedSandbox) 
     sandbox.slow(30)
     guard = sandbox.guard(timeout=30)
     result: list[Decision] = []
-    thread = threading.Thread(target=lambda: result.append(guard.check(CN, bound_at=BOUND)))
+    thread = threading.Thread(
+        target=lambda: result.append(guard.check(CN, bound_at=BOUND)), daemon=True
+    )
     thread.start()
     while not sandbox.lookups:
         time.sleep(0.005)
@@ -235,7 +237,7 @@ def test_concurrent_checks_and_script_changes(sandbox: ScriptedSandbox) -> None:
         while not stop.is_set():
             reasons.append(guard.check(number, bound_at=BOUND).reason)
 
-    threads = [threading.Thread(target=work, args=(n,)) for n in numbers[:16]]
+    threads = [threading.Thread(target=work, args=(n,), daemon=True) for n in numbers[:16]]
     for thread in threads:
         thread.start()
     for number in numbers:
@@ -243,6 +245,7 @@ def test_concurrent_checks_and_script_changes(sandbox: ScriptedSandbox) -> None:
     stop.set()
     for thread in threads:
         thread.join(5)
+    assert not any(thread.is_alive() for thread in threads)
     assert reasons
     assert set(reasons) <= {Reason.NOT_REISSUED, Reason.REISSUED_AFTER_BINDING}
     assert guard.check(numbers[0], bound_at=BOUND).reason is Reason.REISSUED_AFTER_BINDING
