@@ -144,7 +144,9 @@ def test_acheck_shares_one_flight_with_a_blocking_check(gate: Gate) -> None:
         time.sleep(0.005)
 
     async def join() -> Any:
-        threading.Timer(0.1, gate.released.set).start()
+        opener = threading.Timer(0.1, gate.released.set)
+        opener.daemon = True
+        opener.start()
         return await guard.acheck(US, bound_at=BOUND)
 
     decision = asyncio.run(join())
