@@ -28,7 +28,9 @@ naming the key, never echoing a secret):
 ``RECYCLECHECK_PROVIDER``
     ``"sandbox"`` (default), ``"camara"``, ``"twilio"``, ``"telesign"``,
     ``"aliyun"`` or ``"rnd"`` (built by the adapter's ``from_env()`` from
-    environment variables), or a provider object.
+    environment variables), ``"router"`` (a :class:`~recyclecheck.Router` built
+    by ``Router.from_env()`` from the ``RECYCLECHECK_ROUTES`` environment
+    variable, e.g. ``+86=aliyun; +1=rnd,twilio; *=camara``), or a provider object.
 ``RECYCLECHECK_SANDBOX_FILE``
     a sandbox JSON file for ``"sandbox"`` (default: the built-in demo numbers).
 ``RECYCLECHECK_TIMEOUT``
@@ -37,7 +39,8 @@ naming the key, never echoing a secret):
 ``RECYCLECHECK_DEFAULT_REGION``
     region code for numbers in national format, e.g. ``"CN"``.
 ``RECYCLECHECK_POLICY``
-    ``"secure"`` (default), ``"fail_open"``, or a :class:`~recyclecheck.Policy`.
+    ``"secure"`` (default), ``"fail_open"``, or a :class:`~recyclecheck.Policy`
+    (e.g. ``Policy(trust_recent_binding=30)``).
 ``RECYCLECHECK_REDIS_URL``
     share facts between processes through :class:`~recyclecheck.RedisCache`
     (needs ``recyclecheck[redis]`` and ``RECYCLECHECK_SECRET``).
@@ -62,18 +65,18 @@ from typing import Any, Final
 import phonenumbers
 from flask import Flask, current_app
 
-from . import ConfigurationError, Decision, FactCache, Guard, Policy, RedisCache
-from .providers import (
-    AliyunProvider,
-    CamaraProvider,
-    Provider,
-    RndProvider,
-    SandboxProvider,
-    TelesignProvider,
-    TwilioProvider,
-)
+from . import ConfigurationError, Decision, FactCache, Guard, Policy, RedisCache, Router
+from ._registry import PROVIDERS
+from .providers import Provider, SandboxProvider
 
-__all__ = ["CONFIG_DEFAULTS", "EXTENSION_KEY", "RecycleCheck", "State", "build_provider"]
+__all__ = [
+    "CONFIG_DEFAULTS",
+    "EXTENSION_KEY",
+    "RecycleCheck",
+    "State",
+    "build_policy",
+    "build_provider",
+]
 
 #: Where :meth:`RecycleCheck.init_app` puts the app's :class:`State`.
 EXTENSION_KEY: Final = "recyclecheck"
@@ -92,14 +95,10 @@ CONFIG_DEFAULTS: Final[Mapping[str, object]] = MappingProxyType(
     }
 )
 
-_ADAPTERS: Final[Mapping[str, Callable[[], Provider]]] = {
-    "aliyun": AliyunProvider.from_env,
-    "camara": CamaraProvider.from_env,
-    "rnd": RndProvider.from_env,
-    "telesign": TelesignProvider.from_env,
-    "twilio": TwilioProvider.from_env,
-}
-_PROVIDER_NAMES: Final = ", ".join(repr(name) for name in ("sandbox", *sorted(_ADAPTERS)))
+#: RECYCLECHECK_PROVIDER's names: the sandbox, every adapter of the SDK's one registry
+#: (built by its ``from_env()``), and a router over them (``RECYCLECHECK_ROUTES``).
+_ROUTER: Final = "router"
+_PROVIDER_NAMES: Final = ", ".join(repr(name) for name in ("sandbox", *sorted(PROVIDERS), _ROUTER))
 _POLICIES: Final[Mapping[str, Callable[[], Policy]]] = {
     "secure": Policy,
     "fail_open": Policy.fail_open,
@@ -124,8 +123,9 @@ def build_provider(config: Mapping[str, Any]) -> Provider:
 
     :meth:`RecycleCheck.init_app` uses it; call it yourself to compose the
     configured provider (wrap or route it) and put the result back in
-    ``RECYCLECHECK_PROVIDER``.  Adapters are built by their ``from_env()``, so
-    their credentials come from environment variables.  Raises
+    ``RECYCLECHECK_PROVIDER``.  Adapters are built by their ``from_env()``, and
+    ``"router"`` by :meth:`Router.from_env() <recyclecheck.Router.from_env>`, so
+    credentials and routes come from environment variables.  Raises
     :class:`~recyclecheck.ConfigurationError` naming the key at fault.
     """
     value = config.get("RECYCLECHECK_PROVIDER", "sandbox")
@@ -149,11 +149,10 @@ def build_provider(config: Mapping[str, Any]) -> Provider:
         raise ConfigurationError(
             "RECYCLECHECK_SANDBOX_FILE is only read with RECYCLECHECK_PROVIDER='sandbox'"
         )
-    from_env = _ADAPTERS.get(name)
-    if from_env is None:
+    if name != _ROUTER and name not in PROVIDERS:
         raise ConfigurationError(f"RECYCLECHECK_PROVIDER must be one of {_PROVIDER_NAMES}")
     try:
-        return from_env()
+        return Router.from_env() if name == _ROUTER else PROVIDERS[name].from_env()
     except ConfigurationError as exc:  # names the missing variable, never a value
         raise ConfigurationError(f"RECYCLECHECK_PROVIDER={name!r}: {exc}") from None
 
@@ -198,7 +197,15 @@ def _region(value: object) -> str | None:
     return value.upper()
 
 
-def _policy(value: object) -> Policy:
+def build_policy(config: Mapping[str, Any]) -> Policy:
+    """The :class:`~recyclecheck.Policy` that ``RECYCLECHECK_POLICY`` describes.
+
+    :meth:`RecycleCheck.init_app` uses it; call it yourself to adjust the
+    configured policy (e.g. ``attrs.evolve(policy, trust_recent_binding=30)``)
+    and put the result back in ``RECYCLECHECK_POLICY``.  Raises
+    :class:`~recyclecheck.ConfigurationError` naming the key.
+    """
+    value = config.get("RECYCLECHECK_POLICY", "secure")
     if isinstance(value, Policy):
         return value
     make = _POLICIES.get(value) if isinstance(value, str) else None
@@ -328,7 +335,7 @@ def _build_guard(app: Flask) -> Guard:
     config = app.config
     secret = _secret(config["RECYCLECHECK_SECRET"])
     options: dict[str, Any] = {
-        "policy": _policy(config["RECYCLECHECK_POLICY"]),
+        "policy": build_policy(config),
         "timeout": _timeout(config["RECYCLECHECK_TIMEOUT"]),
         "default_region": _region(config["RECYCLECHECK_DEFAULT_REGION"]),
         "on_decision": _DecisionReporter(app.logger, _hook(config["RECYCLECHECK_ON_DECISION"])),

@@ -17,7 +17,8 @@ from flask import Flask
 
 import recyclecheck
 import recyclecheck.flask as rcflask
-from recyclecheck.flask import RecycleCheck, State, build_provider
+from recyclecheck._registry import PROVIDERS
+from recyclecheck.flask import RecycleCheck, State, build_policy, build_provider
 from recyclecheck.providers import (
     AliyunProvider,
     CamaraProvider,
@@ -55,6 +56,19 @@ class ClosingProvider:
 
     def close(self) -> None:
         self.closed += 1
+
+
+class NoDataProvider:
+    """A provider that records the dates it is asked about and knows nothing."""
+
+    name = "no-data"
+
+    def __init__(self) -> None:
+        self.asked: list[dt.date] = []
+
+    def lookup(self, number: str, since: dt.date) -> NoData:
+        self.asked.append(since)
+        return NoData()
 
 
 @pytest.fixture
@@ -152,6 +166,25 @@ def test_a_policy_object_and_a_provider_object_are_used_as_given(ext: RecycleChe
     app.extensions["recyclecheck"].close()
 
 
+def test_a_policy_trusting_recent_bindings_answers_without_the_provider(
+    ext: RecycleCheck,
+) -> None:
+    """Policy(trust_recent_binding=30) in RECYCLECHECK_POLICY: a recent binding is not looked up."""
+    provider = NoDataProvider()
+    policy = recyclecheck.Policy(trust_recent_binding=30)
+    app = _app(RECYCLECHECK_POLICY=policy, RECYCLECHECK_PROVIDER=provider)
+    ext.init_app(app)
+    recent = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=2)
+    with app.app_context():
+        trusted = ext.check("+86 138 0013 8000", bound_at=recent)
+        asked = ext.check("+86 138 0013 8000", bound_at=BOUND)
+    assert (trusted.action.value, trusted.reason.value) == ("allow", "recently_bound")
+    assert (trusted.provider, trusted.cached) == ("policy", False)
+    assert (asked.reason.value, asked.provider) == ("no_data", "no-data")
+    assert provider.asked == [BOUND - dt.timedelta(days=1)]  # only the old binding was looked up
+    app.extensions["recyclecheck"].close()
+
+
 def test_a_sandbox_file(ext: RecycleCheck, tmp_path: Path) -> None:
     """RECYCLECHECK_SANDBOX_FILE scripts the sandbox."""
     path = tmp_path / "numbers.json"
@@ -172,6 +205,16 @@ def test_build_provider_is_what_init_app_builds(tmp_path: Path) -> None:
     assert len(build_provider({"RECYCLECHECK_PROVIDER": " Sandbox "})) == len(
         SandboxProvider.demo()
     )
+
+
+def test_build_policy_is_what_init_app_uses() -> None:
+    """The public builder, for adjusting the configured policy."""
+    assert build_policy({}) == recyclecheck.Policy()
+    assert build_policy({"RECYCLECHECK_POLICY": "fail_open"}) == recyclecheck.Policy.fail_open()
+    policy = recyclecheck.Policy(trust_recent_binding=30)
+    assert build_policy({"RECYCLECHECK_POLICY": policy}) is policy
+    with pytest.raises(recyclecheck.ConfigurationError, match="RECYCLECHECK_POLICY"):
+        build_policy({"RECYCLECHECK_POLICY": "lenient"})
 
 
 ADAPTERS = {
@@ -198,6 +241,64 @@ def test_every_adapter_is_built_by_its_from_env(
         assert ext.check(number, bound_at=BOUND).reason == "reissued_after_binding"
     assert [r.provider for r in server.requests if r.endpoint == "lookup"] == [name]
     app.extensions["recyclecheck"].close()
+
+
+def test_router_is_built_from_recyclecheck_routes(
+    ext: RecycleCheck,
+    recyclecheck_fake_server_env: FakeProviderServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """RECYCLECHECK_PROVIDER='router' is Router.from_env(): each number takes its route."""
+    server = recyclecheck_fake_server_env
+    numbers = {"+86 138 0013 8000": "aliyun", "+1 415 555 2671": "rnd", "+44 7400 123456": "camara"}
+    for number in numbers:
+        server.script(number, dt.date(2024, 3, 1))
+    monkeypatch.setenv("RECYCLECHECK_ROUTES", "+86=aliyun; +1=rnd,twilio; *=camara")
+    app = _app(RECYCLECHECK_PROVIDER=" Router ", RECYCLECHECK_TIMEOUT=5)
+    ext.init_app(app)
+    router = app.extensions["recyclecheck"].guard.provider
+    assert isinstance(router, recyclecheck.Router)
+    assert [type(p) for p in router.providers] == [
+        AliyunProvider,
+        RndProvider,
+        TwilioProvider,
+        CamaraProvider,
+    ]
+    with app.app_context():
+        decisions = [ext.check(number, bound_at=BOUND) for number in numbers]
+    assert [(d.reason.value, d.provider) for d in decisions] == [
+        ("reissued_after_binding", name) for name in numbers.values()
+    ]
+    asked = [r.provider for r in server.requests if r.endpoint == "lookup"]
+    assert asked == list(numbers.values())
+    app.extensions["recyclecheck"].close()
+
+
+def test_a_router_without_routes_names_the_key_and_the_variable(
+    ext: RecycleCheck, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No RECYCLECHECK_ROUTES, or a route naming no provider, fails at init_app."""
+    monkeypatch.delenv("RECYCLECHECK_ROUTES", raising=False)
+    with pytest.raises(
+        recyclecheck.ConfigurationError,
+        match=r"^RECYCLECHECK_PROVIDER='router': RECYCLECHECK_ROUTES is not set",
+    ):
+        ext.init_app(_app(RECYCLECHECK_PROVIDER="router"))
+    monkeypatch.setenv("RECYCLECHECK_ROUTES", "+86=carrier-pigeon")
+    with pytest.raises(recyclecheck.ConfigurationError, match="carrier-pigeon") as raised:
+        ext.init_app(_app(RECYCLECHECK_PROVIDER="router"))
+    assert str(raised.value).startswith("RECYCLECHECK_PROVIDER='router': ")
+
+
+def test_an_unknown_provider_name_lists_every_accepted_one(ext: RecycleCheck) -> None:
+    """The names are the sandbox, the registry's adapters and the router."""
+    with pytest.raises(recyclecheck.ConfigurationError) as raised:
+        ext.init_app(_app(RECYCLECHECK_PROVIDER="carrier-pigeon"))
+    assert str(raised.value) == (
+        "RECYCLECHECK_PROVIDER must be one of 'sandbox', 'aliyun', 'camara', 'rnd', "
+        "'telesign', 'twilio', 'router'"
+    )
+    assert set(PROVIDERS) == set(ADAPTERS)  # every adapter of the registry is tested above
 
 
 # -- misconfiguration fails at init_app, naming the key ---------------------------------------
@@ -511,10 +612,11 @@ def test_the_module_surface_is_documented() -> None:
         "EXTENSION_KEY",
         "RecycleCheck",
         "State",
+        "build_policy",
         "build_provider",
     ]
     assert inspect.getdoc(rcflask)
-    for name in ("RecycleCheck", "State", "build_provider"):
+    for name in ("RecycleCheck", "State", "build_policy", "build_provider"):
         obj = getattr(rcflask, name)
         assert inspect.getdoc(obj), name
         if inspect.isclass(obj):
