@@ -1,4 +1,4 @@
-"""Fake CAMARA Number Recycling (v0.2) with its OAuth2 client-credentials token endpoint.
+"""Fake CAMARA Number Recycling (v0.3 and v0.2) with its OAuth2 client-credentials token endpoint.
 
 ``POST /oauth2/token`` takes ``grant_type=client_credentials`` authenticated by
 HTTP Basic (client secret) or a ``private_key_jwt`` assertion, whose signature
