@@ -2,16 +2,20 @@
 
 Exit codes (the same table is in ``--help``, README.md and docs/api.md):
 
-  0  a decision was made (with --exit-status: allow)
+  0  a decision was made (with --exit-status: allow); feed ingest: every row
+     was recorded
   1  configuration error: the command line is well formed, but what it names
      cannot be used (an unreadable or invalid --sandbox or --ca-bundle file,
      missing or invalid provider environment variables, an address that
-     `sandbox serve` cannot bind)
+     `sandbox serve` cannot bind, a feed file that cannot be opened, a Redis
+     that cannot be reached or stops answering)
   2  bad usage: an unknown option, a missing argument, or a value of the wrong
      form or out of range (--timeout abc, --timeout 0, --port 70000, an invalid
-     phone number or --bound-at)
+     phone number or --bound-at, `feed ingest` without a shared cache)
   3  with --exit-status: step up
   4  with --exit-status: deny
+  5  feed ingest: some rows could not be read or recorded (each is reported
+     with its row number; every other row was recorded)
 
 Errors go to stderr as ``recyclecheck: MESSAGE`` (usage errors after the usage
 line).  With ``--json`` they go to stdout instead, as one JSON object
@@ -46,35 +50,50 @@ from typing import Any, NoReturn, TextIO
 
 from ._decision import Decision
 from ._guard import MAX_TIMEOUT, Guard
+from ._phone import check_region
 from ._policy import Action, Policy
 from ._registry import PROVIDERS, provider_from_env
 from ._router import Router
+from ._secrets import secret_bytes
 from ._version import __version__
 from .exceptions import ConfigurationError, InvalidInput, InvalidPhoneNumber
 from .providers import Provider, SandboxProvider
 from .providers._wire import CA_BUNDLE_ENV, check_ca_bundle
 
-__all__ = ["EXIT_CONFIG", "EXIT_DENY", "EXIT_OK", "EXIT_STEP_UP", "EXIT_USAGE", "main"]
+__all__ = [
+    "EXIT_CONFIG",
+    "EXIT_DENY",
+    "EXIT_OK",
+    "EXIT_ROWS_SKIPPED",
+    "EXIT_STEP_UP",
+    "EXIT_USAGE",
+    "main",
+]
 
 EXIT_OK = 0
 EXIT_CONFIG = 1
 EXIT_USAGE = 2
 EXIT_STEP_UP = 3
 EXIT_DENY = 4
+EXIT_ROWS_SKIPPED = 5
 
 #: The exit-code rule, shown by ``--help`` (kept word for word with the module docstring).
 EXIT_CODES_HELP = """\
 exit codes:
-  0  a decision was made (with --exit-status: allow)
+  0  a decision was made (with --exit-status: allow); feed ingest: every row
+     was recorded
   1  configuration error: the command line is well formed, but what it names
      cannot be used (an unreadable or invalid --sandbox or --ca-bundle file,
      missing or invalid provider environment variables, an address that
-     `sandbox serve` cannot bind)
+     `sandbox serve` cannot bind, a feed file that cannot be opened, a Redis
+     that cannot be reached or stops answering)
   2  bad usage: an unknown option, a missing argument, or a value of the wrong
      form or out of range (--timeout abc, --timeout 0, --port 70000, an invalid
-     phone number or --bound-at)
+     phone number or --bound-at, `feed ingest` without a shared cache)
   3  with --exit-status: step up
   4  with --exit-status: deny
+  5  feed ingest: some rows could not be read or recorded (each is reported
+     with its row number; every other row was recorded)
 
 With --json, errors are one JSON object on stdout:
 {"error": KIND, "message": MESSAGE}, KIND one of usage, invalid_phone_number,
@@ -296,6 +315,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     _add_check(commands)
     _add_sandbox(commands)
+    _add_feed(commands)
     return parser
 
 
@@ -507,10 +527,284 @@ def _serve_until_interrupted(args: argparse.Namespace, console: _Console) -> int
         )
 
 
+# -- feed ingest ------------------------------------------------------------------------
+
+#: Socket timeouts of the Redis client `feed ingest` builds: the most RedisCache accepts
+#: (a batch job is not on the login path, but the cache still refuses slower clients).
+_FEED_REDIS_TIMEOUT = 0.5
+_FEED_ENV_URL = "RECYCLECHECK_REDIS_URL"
+_FEED_ENV_SECRET = "RECYCLECHECK_SECRET"  # noqa: S105 - a variable's name, not a secret
+_FEED_ENV_CACHE_SECRET = "RECYCLECHECK_CACHE_SECRET"  # noqa: S105 - a variable's name
+
+
+def _feed_date(text: str) -> dt.date:
+    """``--date``: the day of rows that carry none."""
+    from ._feeds import parse_day  # noqa: PLC0415 - feed code loads only for `feed`
+
+    try:
+        return parse_day(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be a date, YYYY-MM-DD") from None
+
+
+def _feed_region(text: str) -> str:
+    """``--region``: a region code phonenumbers knows."""
+    try:
+        region = check_region(text)
+    except InvalidInput:
+        region = None
+    if region is None:
+        raise argparse.ArgumentTypeError("must be a two-letter region code, e.g. CN or US")
+    return region
+
+
+def _add_feed(commands: argparse._SubParsersAction[_Parser]) -> None:
+    feed = commands.add_parser(
+        "feed",
+        help="store deactivation feeds as facts in the shared cache",
+        description="Store deactivation feeds as facts in the shared (Redis) cache.",
+    )
+    feed_commands = feed.add_subparsers(
+        dest="feed_command", metavar="COMMAND", title="commands", required=True
+    )
+    ingest = feed_commands.add_parser(
+        "ingest",
+        help="record every number of a deactivation file as changed on its date",
+        description=(
+            "Record every number of a deactivation file as changed on its date, in the "
+            "Redis cache the app's Guard reads, so later checks of accounts bound before "
+            "that date step up without a lookup. Rows that cannot be read are reported "
+            "with their row number and skipped. Ingesting a file again is safe."
+        ),
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ingest.add_argument("file", metavar="FILE", help="the feed file (a ZIP archive is read too)")
+    ingest.add_argument(
+        "--format",
+        required=True,
+        choices=("twilio", "telesign", "csv"),
+        help="required: twilio (Twilio's Deactivations .txt), telesign (Telesign's daily "
+        "per-carrier deactivation files) or csv (phone,date[,region] a row)",
+    )
+    ingest.add_argument(
+        "--date",
+        type=_feed_date,
+        metavar="YYYY-MM-DD",
+        help="the day of rows that carry no date (default: a date in the file name)",
+    )
+    ingest.add_argument(
+        "--region",
+        type=_feed_region,
+        metavar="CC",
+        help="region for numbers in national format in rows without one (default: none)",
+    )
+    ingest.add_argument(
+        "--redis-url",
+        metavar="URL",
+        help=f"the Redis the app's RedisCache uses, redis://... (default: ${_FEED_ENV_URL})",
+    )
+    ingest.add_argument(
+        "--secret",
+        metavar="SECRET",
+        help=f"the app's Guard(secret=...), at least 16 bytes (default: ${_FEED_ENV_SECRET}; "
+        "prefer the variable, a command line is visible to other users)",
+    )
+    ingest.add_argument(
+        "--cache-secret",
+        metavar="SECRET",
+        help=f"the app's RedisCache(secret=...) where it differs from --secret "
+        f"(default: ${_FEED_ENV_CACHE_SECRET}, else the --secret)",
+    )
+    ingest.add_argument(
+        "--redis-prefix",
+        default="recyclecheck:",
+        metavar="PREFIX",
+        help="the app's RedisCache(prefix=...) (default: %(default)s)",
+    )
+    ingest.add_argument("--json", action="store_true", help="print the report as JSON")
+    ingest.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG to stderr")
+    ingest.set_defaults(feed_usage=ingest.format_usage())
+
+
+class _WatchedRedis:
+    """A Redis client that remembers its first failure and takes no write after it.
+
+    ``RedisCache`` never raises (a login must not fail for its cache), so a
+    write lost to an outage would pass unseen, and a failed read would let
+    ``record_change`` overwrite a later date with an earlier one.  `feed
+    ingest` watches the client instead, and stops at the first failure.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.failure: str | None = None
+
+    @property
+    def connection_pool(self) -> Any:
+        """The real client's pool, so RedisCache checks its timeouts and retries."""
+        return self._client.connection_pool
+
+    def _call(self, command: str, *args: Any, **kwargs: Any) -> Any:
+        if self.failure is not None:
+            raise ConnectionError("an earlier Redis command failed")
+        try:
+            return getattr(self._client, command)(*args, **kwargs)
+        except Exception as exc:
+            self.failure = type(exc).__name__
+            raise
+
+    def get(self, name: str) -> Any:
+        """``GET``, watched."""
+        return self._call("get", name)
+
+    def set(self, name: str, value: bytes, **options: Any) -> Any:
+        """``SET``, watched."""
+        return self._call("set", name, value, **options)
+
+
+class _FeedRecorder:
+    """``Guard.record_change`` that stops the ingest when Redis did not take a fact."""
+
+    def __init__(self, guard: Guard, redis: _WatchedRedis) -> None:
+        self.guard = guard
+        self.redis = redis
+        self.recorded = 0
+
+    def record_change(
+        self, phone: str, *, on: dt.date | dt.datetime, region: str | None = None
+    ) -> None:
+        self.guard.record_change(phone, on=on, region=region)
+        if self.redis.failure is not None:
+            raise ConfigurationError(
+                f"Redis stopped answering ({self.redis.failure}) after {self.recorded} rows "
+                "were recorded; the rest were not (ingesting the file again is safe)"
+            )
+        self.recorded += 1
+
+
+def _feed_setting(args: argparse.Namespace, option: str, variable: str) -> tuple[str | None, bool]:
+    """An option's value, else its environment variable's; and whether it came from the option."""
+    value = getattr(args, option)
+    if value is not None:
+        return value, True
+    return os.environ.get(variable) or None, False
+
+
+def _feed_usage(args: argparse.Namespace, message: str) -> _UsageError:
+    return _UsageError(message, prog="recyclecheck feed ingest", usage=args.feed_usage)
+
+
+def _feed_secret(value: str, *, named: str, from_option: bool, args: argparse.Namespace) -> bytes:
+    try:
+        return secret_bytes(value, owner=named)
+    except ConfigurationError as exc:
+        if from_option:
+            raise _feed_usage(args, str(exc)) from None
+        raise
+
+
+def _feed_redis(url: str, *, from_option: bool, args: argparse.Namespace) -> Any:
+    try:
+        import redis  # noqa: PLC0415 - the optional extra recyclecheck[redis]
+        from redis.backoff import NoBackoff  # noqa: PLC0415
+        from redis.retry import Retry  # noqa: PLC0415
+    except ImportError:
+        raise ConfigurationError(
+            "feed ingest needs redis-py: pip install 'recyclecheck[redis]'"
+        ) from None
+    try:
+        return redis.Redis.from_url(
+            url,
+            socket_timeout=_FEED_REDIS_TIMEOUT,
+            socket_connect_timeout=_FEED_REDIS_TIMEOUT,
+            retry=Retry(NoBackoff(), 0),
+        )
+    except (ValueError, TypeError):  # the URL may hold a password: never echo it
+        message = "--redis-url" if from_option else _FEED_ENV_URL
+        message += " is not a Redis URL (redis://, rediss:// or unix://)"
+        if from_option:
+            raise _feed_usage(args, message) from None
+        raise ConfigurationError(message) from None
+
+
+def _feed_guard(args: argparse.Namespace) -> tuple[_FeedRecorder, Any]:
+    """The recorder and the Redis client, built as the app builds its RedisCache and Guard."""
+    url, url_from_option = _feed_setting(args, "redis_url", _FEED_ENV_URL)
+    if url is None:
+        raise _feed_usage(
+            args,
+            f"feed ingest needs the app's shared cache: --redis-url URL (or {_FEED_ENV_URL}) "
+            f"with --secret (or {_FEED_ENV_SECRET}). Facts kept in this process's memory "
+            "would vanish when it exits, and the app would never see them",
+        )
+    secret_text, secret_from_option = _feed_setting(args, "secret", _FEED_ENV_SECRET)
+    if secret_text is None:
+        raise _feed_usage(
+            args,
+            f"feed ingest needs the app's secret: --secret (or {_FEED_ENV_SECRET}); "
+            "without the same secret the app would never find the facts",
+        )
+    cache_text, cache_from_option = _feed_setting(args, "cache_secret", _FEED_ENV_CACHE_SECRET)
+    if cache_text is None:
+        cache_text, cache_from_option = secret_text, secret_from_option
+    secret = _feed_secret(secret_text, named="--secret", from_option=secret_from_option, args=args)
+    cache_secret = _feed_secret(
+        cache_text, named="--cache-secret", from_option=cache_from_option, args=args
+    )
+    client = _feed_redis(url, from_option=url_from_option, args=args)
+    from ._redis_cache import RedisCache  # noqa: PLC0415 - loads cryptography
+
+    watched = _WatchedRedis(client)
+    duck: Any = watched  # RedisCache takes any client with get() and set()
+    try:
+        cache = RedisCache(duck, secret=cache_secret, prefix=args.redis_prefix)
+        client.ping()
+    except ConfigurationError:
+        client.close()
+        raise
+    except Exception as exc:
+        client.close()
+        raise ConfigurationError(f"cannot reach Redis ({type(exc).__name__})") from None
+    guard = Guard(SandboxProvider({}, name="feed-ingest"), cache=cache, secret=secret)
+    return _FeedRecorder(guard, watched), client
+
+
+def _render_feed_report(report: Any) -> str:
+    lines = [
+        f"feed ingest: {report.read} rows read, {report.recorded} recorded, "
+        f"{report.skipped} skipped"
+    ]
+    lines += [f"  {error}" for error in report.errors]
+    if report.errors_truncated:
+        lines.append(f"  (and {report.skipped - len(report.errors)} more skipped rows)")
+    return "\n".join(lines) + "\n"
+
+
+def _run_feed(args: argparse.Namespace, console: _Console) -> int:
+    from ._feeds import ingest  # noqa: PLC0415 - feed code loads only for `feed`
+
+    try:
+        recorder, client = _feed_guard(args)
+    except _UsageError as exc:
+        return console.usage_error(exc)
+    try:
+        report = ingest(recorder, args.file, format=args.format, on=args.date, region=args.region)
+    finally:
+        client.close()
+    if args.json:
+        console.out(json.dumps(report.to_dict(), indent=2) + "\n")
+    else:
+        console.out(_render_feed_report(report))
+    return EXIT_OK if report.ok else EXIT_ROWS_SKIPPED
+
+
 def _run(args: argparse.Namespace, console: _Console) -> int:
     try:
         if args.command == "sandbox":
             return _serve_until_interrupted(args, console)
+        if args.command == "feed":
+            return _run_feed(args, console)
         return _run_check(args, console)
     except InvalidPhoneNumber as exc:
         return console.error("invalid_phone_number", _phone_message(exc, args), EXIT_USAGE)
