@@ -13,6 +13,7 @@ import typing
 from ._cache import FactCache, MemoryCache
 from ._decision import Decision
 from ._facts import Fact
+from ._feeds import FeedRow, IngestReport, RowError, ingest, read_feed
 from ._guard import Guard
 from ._phone import mask
 from ._policy import Action, Policy, Reason
@@ -55,7 +56,9 @@ __all__ = [
     "Fact",
     "FactCache",
     "Fallback",
+    "FeedRow",
     "Guard",
+    "IngestReport",
     "InvalidInput",
     "InvalidPhoneNumber",
     "MemoryCache",
@@ -73,7 +76,10 @@ __all__ = [
     "RedisTokenBucket",
     "Route",
     "Router",
+    "RowError",
     "TokenBucket",
     "__version__",
+    "ingest",
     "mask",
+    "read_feed",
 ]
