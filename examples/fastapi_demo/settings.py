@@ -4,14 +4,19 @@
 ``RECYCLECHECK_PROVIDER``                 ``sandbox`` (default: ``SandboxProvider.demo()``,
                                           no account, no network), or ``aliyun``,
                                           ``camara``, ``rnd``, ``telesign``, ``twilio``
-                                          (built by the adapter's ``from_env()``)
+                                          (built by the adapter's ``from_env()``), or
+                                          ``router`` (``Router.from_env()``: routes in
+                                          ``RECYCLECHECK_ROUTES``)
 ``RECYCLECHECK_SANDBOX_FILE``             a sandbox JSON file instead of the demo numbers
 ``RECYCLECHECK_TIMEOUT``                  the deadline of each check, seconds (0.8)
 ``RECYCLECHECK_DEFAULT_REGION``           region for national formats (``CN``)
 ``RECYCLECHECK_POLICY``                   ``secure`` (default) or ``fail_open``
 ``DEMO_DEVELOPMENT``                      ``true`` (default): serve ``GET /dev/outbox``,
                                           the fake SMS and e-mail gateways' messages
-``DEMO_FRESH_BINDING_DAYS``               30 (default; ``0`` turns it off): see ``guard.py``
+``DEMO_FRESH_BINDING_DAYS``               30 (default; 1 to 44, ``0`` turns it off): the
+                                          Guard allows a binding proven that recently
+                                          without a lookup (``build_policy`` in
+                                          ``guard.py``)
 ========================================  ==========================================
 
 These are the same ``RECYCLECHECK_*`` names ``recyclecheck.flask`` reads.

@@ -17,17 +17,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import attrs
 from flask import Flask, Response, render_template
 from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 
 import recyclecheck
-from recyclecheck.flask import CONFIG_DEFAULTS, build_provider
+from recyclecheck.flask import CONFIG_DEFAULTS, build_policy
 
 from . import account, login, recovery
 from .extensions import recyclecheck_ext
 from .flow import current_account
-from .fresh import FreshBindingProvider
 from .security import DEFAULT_LIMITS, Codes, Limit, Throttle
 from .seed import SEED_ACCOUNTS
 from .sessions import CSRF_FIELD, ServerSessionInterface, check_csrf, csrf_token
@@ -82,7 +82,7 @@ def create_app(
     state = _demo_state(app)
     app.extensions[EXTENSION_KEY] = state
     app.config["RECYCLECHECK_ON_DECISION"] = state.decisions  # the metrics hook
-    _wrap_provider(app)
+    _trust_recent_bindings(app)
     recyclecheck_ext.init_app(app)
     if app.logger.level == logging.NOTSET:
         app.logger.setLevel(logging.INFO)  # decisions and sign-ins in the terminal (masked)
@@ -100,13 +100,6 @@ def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
     config: dict[str, Any] = {key: environ[key] for key in _ENVIRONMENT_KEYS if key in environ}
     if "DEMO_SECRET_KEY" in environ:
         config["SECRET_KEY"] = environ["DEMO_SECRET_KEY"]
-    if "DEMO_FRESH_BINDING_DAYS" in config:
-        try:
-            config["DEMO_FRESH_BINDING_DAYS"] = int(config["DEMO_FRESH_BINDING_DAYS"])
-        except ValueError:
-            raise recyclecheck.ConfigurationError(
-                "DEMO_FRESH_BINDING_DAYS must be an int"
-            ) from None
     return config
 
 
@@ -165,7 +158,16 @@ def _secret_key(app: Flask, database: str) -> bytes:
     return key.encode() if isinstance(key, str) else bytes(key)
 
 
-def _wrap_provider(app: Flask) -> None:
+def _trust_recent_bindings(app: Flask) -> None:
+    """``DEMO_FRESH_BINDING_DAYS``: the Guard allows a binding proven that recently at once.
+
+    A provider with no data on a number says so whatever the date, so without
+    this its customer would step up at every login.  Carriers hold a cancelled
+    number at least 45 days before anyone else gets it, so a binding younger
+    than that cannot have changed hands: ``Policy(trust_recent_binding=days)``
+    allows it without a lookup (reason ``recently_bound``).  Only a step-up, a
+    new account or a recovery makes a binding that recent.  ``0`` turns it off.
+    """
     value = app.config["DEMO_FRESH_BINDING_DAYS"]
     try:
         days = int(value) if isinstance(value, str) else value
@@ -173,9 +175,13 @@ def _wrap_provider(app: Flask) -> None:
         raise recyclecheck.ConfigurationError("DEMO_FRESH_BINDING_DAYS must be an int") from None
     if days == 0:
         return
-    provider = build_provider(app.config)
-    app.config["RECYCLECHECK_PROVIDER"] = FreshBindingProvider(provider, days=days)
-    app.config["RECYCLECHECK_SANDBOX_FILE"] = None  # read by build_provider above
+    policy = build_policy(app.config)
+    try:
+        app.config["RECYCLECHECK_POLICY"] = attrs.evolve(policy, trust_recent_binding=days)
+    except recyclecheck.ConfigurationError as exc:
+        raise recyclecheck.ConfigurationError(
+            f"DEMO_FRESH_BINDING_DAYS={days!r} (0 turns it off): {exc}"
+        ) from None
 
 
 #: No framing (clickjacking a step-up form), no foreign scripts, forms post only here.

@@ -7,11 +7,13 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
+import attrs
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -19,6 +21,7 @@ from fastapi.testclient import TestClient
 
 import recyclecheck
 from examples.fastapi_demo import Settings, create_app
+from examples.fastapi_demo.guard import build_policy, build_provider
 from examples.fastapi_demo.store import Account
 from recyclecheck.providers import Answer, ChangedSince
 
@@ -90,6 +93,23 @@ def account(http: TestClient, phone: str) -> Account:
     return found
 
 
+def guard(http: TestClient) -> recyclecheck.Guard:
+    found = http.app.state.demo.guard  # type: ignore[attr-defined]
+    assert isinstance(found, recyclecheck.Guard)
+    return found
+
+
+_DECIDED = re.compile(
+    r"^recyclecheck decision: .* reason=(?P<reason>\S+) provider=(?P<provider>\S+)"
+)
+
+
+def decided(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str]]:
+    """(reason, who decided) of each decision the Guard logged."""
+    found = (_DECIDED.search(r.getMessage()) for r in caplog.records if r.name == "recyclecheck")
+    return [(match["reason"], match["provider"]) for match in found if match]
+
+
 # -- the stories ------------------------------------------------------------------------------
 
 
@@ -146,10 +166,42 @@ def test_no_data_number_steps_up_once_then_logs_straight_in(
     assert rebound == dt.datetime.fromtimestamp(clock.now, dt.timezone.utc)
 
     clock.now += 3600
-    second = sms_login(client, CHEN)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="recyclecheck"):
+        second = sms_login(client, CHEN)
     assert second["status"] == "logged_in"
+    # The Guard's policy trusted the binding of an hour ago: the sandbox was not asked.
+    assert "action=allow reason=recently_bound provider=policy cached=False" in caplog.text
     assert me(client, second["session_token"]).json()["name"] == "Chen Jing"
     assert account(client, CHEN).bound_at == rebound  # the SMS-code login did not move it
+
+
+def test_a_binding_older_than_the_window_is_looked_up_again(
+    clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """fresh_binding_days=7: bound 5 days ago, straight in; 8 days ago, no_data steps up."""
+    now = dt.datetime.now(dt.timezone.utc)
+    with TestClient(create_app(Settings(clock=clock, fresh_binding_days=7))) as http:
+        assert guard(http).policy.trust_recent_binding == dt.timedelta(days=7)
+        with caplog.at_level(logging.INFO, logger="recyclecheck"):
+            account(http, CHEN).bound_at = now - dt.timedelta(days=5)
+            assert sms_login(http, CHEN)["status"] == "logged_in"
+            account(http, CHEN).bound_at = now - dt.timedelta(days=8)
+            assert sms_login(http, CHEN)["status"] == "step_up"
+    assert decided(caplog) == [("recently_bound", "policy"), ("no_data", "sandbox")]
+
+
+def test_without_the_window_no_data_steps_up_every_time(
+    clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """fresh_binding_days=0: a provider with no data says so whatever the binding's date."""
+    with TestClient(create_app(Settings(clock=clock, fresh_binding_days=0))) as http:
+        assert guard(http).policy == recyclecheck.Policy()
+        with caplog.at_level(logging.INFO, logger="recyclecheck"):
+            first = sms_login(http, CHEN)
+            assert password(http, first["login_id"], PASSWORDS[CHEN]).status_code == 200
+            assert sms_login(http, CHEN)["status"] == "step_up"
+    assert decided(caplog) == [("no_data", "sandbox"), ("no_data", "sandbox")]
 
 
 def test_an_email_code_completes_the_step_up_too(client: TestClient) -> None:
@@ -320,6 +372,41 @@ def test_a_hanging_provider_steps_up_in_time_and_the_loop_keeps_serving(
 
 def _client(app: FastAPI) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://demo.test")
+
+
+def test_the_window_joins_the_configured_policy() -> None:
+    """DEMO_FRESH_BINDING_DAYS and RECYCLECHECK_POLICY make one Policy for the Guard."""
+    policy = build_policy(Settings(policy="fail_open", fresh_binding_days=10))
+    assert policy == attrs.evolve(recyclecheck.Policy.fail_open(), trust_recent_binding=10)
+    assert build_policy(Settings()) == recyclecheck.Policy(trust_recent_binding=30)
+
+
+@pytest.mark.parametrize("days", [45, -1])
+def test_a_wrong_window_fails_at_startup_naming_the_setting(days: int) -> None:
+    """The core refuses 45 days and more (the shortest quarantine); the demo names its setting."""
+    app = create_app(Settings(fresh_binding_days=days))
+    message = f"DEMO_FRESH_BINDING_DAYS={days} "
+    with pytest.raises(recyclecheck.ConfigurationError, match=message), TestClient(app):
+        pass  # the lifespan builds the Guard, and refuses to start
+    with pytest.raises(recyclecheck.ConfigurationError, match="DEMO_FRESH_BINDING_DAYS"):
+        Settings.from_env({"DEMO_FRESH_BINDING_DAYS": "thirty"})
+
+
+def test_providers_come_from_the_sdk_registry_or_a_router(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """RECYCLECHECK_PROVIDER: the sandbox, a registry adapter, or router (RECYCLECHECK_ROUTES)."""
+    monkeypatch.setenv("RECYCLECHECK_ROUTES", "+86=sandbox")
+    router = build_provider(Settings.from_env({"RECYCLECHECK_PROVIDER": "Router"}))
+    assert isinstance(router, recyclecheck.Router)
+    with pytest.raises(recyclecheck.ConfigurationError) as raised:
+        build_provider(Settings(provider="carrier-pigeon"))
+    assert str(raised.value) == (
+        "RECYCLECHECK_PROVIDER must be one of sandbox, aliyun, camara, rnd, telesign, twilio, router"
+    )
+    monkeypatch.delenv("TWILIO_ACCOUNT_SID", raising=False)
+    with pytest.raises(recyclecheck.ConfigurationError, match="TWILIO_ACCOUNT_SID"):
+        build_provider(Settings(provider="twilio"))
 
 
 def test_settings_come_from_the_environment() -> None:

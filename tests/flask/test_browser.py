@@ -295,7 +295,7 @@ def test_the_whole_journey_in_a_real_browser(
     assert walk.path == "/account"
     assert "Signed in: SMS code alone (bound_at unchanged)" in walk.main
     decisions = browser.find_elements(By.CSS_SELECTOR, "#decisions li.decision")
-    assert [d.get_attribute("data-reason") for d in decisions[:2]] == ["not_reissued", "no_data"]
+    assert [d.get_attribute("data-reason") for d in decisions[:2]] == ["recently_bound", "no_data"]
     walk.screenshot("08-second-login")
     walk.sign_out()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,23 @@ def _bound_at(app: Flask, email: str) -> dt.datetime | None:
 
 def _reasons(app: Flask) -> list[str]:
     return [d.reason.value for d in reversed(demo_state(app).decisions.latest())]
+
+
+def _deciders(app: Flask) -> list[str]:
+    return [d.provider for d in reversed(demo_state(app).decisions.latest())]
+
+
+def _set_bound_at(app: Flask, email: str, moment: dt.datetime) -> None:
+    """Move an account's binding behind the app's back (the Guard keeps real time)."""
+    db = sqlite3.connect(app.config["DEMO_DATABASE"])
+    try:
+        with db:
+            db.execute(
+                "UPDATE accounts SET phone_bound_at = ? WHERE email = ?",
+                (moment.astimezone(dt.timezone.utc).isoformat(timespec="seconds"), email),
+            )
+    finally:
+        db.close()
 
 
 def _fail_step_up(demo: Demo, times: int) -> None:
@@ -162,11 +180,69 @@ def test_no_data_steps_up_once_then_the_next_login_goes_straight_through(
     demo.logout()
     assert demo.sms_login(CHEN).location == "/account"
     assert _bound_at(app, "chen@example.com") == rebound  # the second login did not move it
-    assert _reasons(app) == ["no_data", "not_reissued"]
+    # The Guard's policy trusted the binding of minutes ago: the sandbox was not asked.
+    assert _reasons(app) == ["no_data", "recently_bound"]
+    assert _deciders(app) == ["sandbox", "policy"]
+    assert not demo_state(app).decisions.latest()[0].cached
 
 
-def test_without_the_fresh_binding_shortcut_no_data_steps_up_every_time(tmp_path: Path) -> None:
-    """Why the demo wraps its provider: a provider with no data says so whatever the date."""
+def test_a_binding_older_than_the_window_is_asked_about_again(tmp_path: Path) -> None:
+    """DEMO_FRESH_BINDING_DAYS=7: bound 5 days ago, straight in; 8 days ago, no_data steps up."""
+    app = make_app(tmp_path, DEMO_FRESH_BINDING_DAYS="7")
+    assert app.extensions["recyclecheck"].guard.policy.trust_recent_binding == dt.timedelta(7)
+    now = dt.datetime.now(dt.timezone.utc)
+    _set_bound_at(app, "chen@example.com", now - dt.timedelta(days=5))
+    demo = Demo(app)
+    assert demo.sms_login(CHEN).location == "/account"
+    demo.logout()
+    _set_bound_at(app, "chen@example.com", now - dt.timedelta(days=8))
+    assert demo.sms_login(CHEN).location == "/login/verify"
+    assert _reasons(app) == ["recently_bound", "no_data"]
+    assert _deciders(app) == ["policy", "sandbox"]
+    app.extensions["recyclecheck"].close()
+
+
+def test_a_recent_binding_is_trusted_under_the_configured_policy(tmp_path: Path) -> None:
+    """DEMO_FRESH_BINDING_DAYS joins RECYCLECHECK_POLICY, whether a Policy or a name."""
+    deny = recyclecheck.Policy(on_reissued=recyclecheck.Action.DENY)
+    app = make_app(tmp_path / "deny", RECYCLECHECK_POLICY=deny)
+    policy = app.extensions["recyclecheck"].guard.policy
+    assert policy == recyclecheck.Policy(
+        on_reissued=recyclecheck.Action.DENY, trust_recent_binding=30
+    )
+    app.extensions["recyclecheck"].close()
+    app = make_app(tmp_path / "open", RECYCLECHECK_POLICY="fail_open")
+    policy = app.extensions["recyclecheck"].guard.policy
+    assert policy.on_no_data is recyclecheck.Action.ALLOW
+    assert policy.trust_recent_binding == dt.timedelta(days=30)
+    app.extensions["recyclecheck"].close()
+
+
+@pytest.mark.parametrize(
+    ("days", "message"),
+    [
+        (45, "DEMO_FRESH_BINDING_DAYS=45 .*between 1 and 44 days"),
+        (-1, "DEMO_FRESH_BINDING_DAYS=-1"),
+        ("thirty", "DEMO_FRESH_BINDING_DAYS must be an int"),
+        (2.5, "DEMO_FRESH_BINDING_DAYS=2.5"),
+        (True, "DEMO_FRESH_BINDING_DAYS=True"),
+    ],
+)
+def test_a_wrong_fresh_binding_window_fails_at_start_naming_the_setting(
+    tmp_path: Path, days: object, message: str
+) -> None:
+    """The core refuses 45 days and more (the shortest quarantine); the demo names its setting."""
+    with pytest.raises(recyclecheck.ConfigurationError, match=message):
+        make_app(tmp_path, DEMO_FRESH_BINDING_DAYS=days)
+    with pytest.raises(recyclecheck.ConfigurationError, match="DEMO_FRESH_BINDING_DAYS"):
+        create_app(
+            {"DEMO_DATABASE": str(tmp_path / "env.sqlite3")},
+            environ={"DEMO_FRESH_BINDING_DAYS": str(days)},
+        )
+
+
+def test_without_the_fresh_binding_window_no_data_steps_up_every_time(tmp_path: Path) -> None:
+    """Why the demo trusts recent bindings: a provider with no data says so whatever the date."""
     app = make_app(tmp_path, DEMO_FRESH_BINDING_DAYS=0)
     demo = Demo(app)
     demo.sms_login(CHEN)
@@ -174,6 +250,7 @@ def test_without_the_fresh_binding_shortcut_no_data_steps_up_every_time(tmp_path
     demo.logout()
     assert demo.sms_login(CHEN).location == "/login/verify"
     assert _reasons(app) == ["no_data", "no_data"]
+    assert app.extensions["recyclecheck"].guard.policy.trust_recent_binding is None
     app.extensions["recyclecheck"].close()
 
 
