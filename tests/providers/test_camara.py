@@ -40,7 +40,6 @@ from recyclecheck.exceptions import (
 from recyclecheck.providers._answers import ChangedSince, NoData, NotCovered
 from recyclecheck.providers._tokens import TokenCache
 from recyclecheck.providers.camara import CamaraProvider
-from recyclecheck.testing import FakeProviderServer
 
 from ..crowd import run_together
 from . import camara_spec
@@ -1303,45 +1302,6 @@ def test_live_check() -> None:
     assert isinstance(answer, (ChangedSince, NotCovered, NoData))
     if isinstance(answer, ChangedSince):
         assert answer.since == since
-
-
-# -- RECYCLECHECK_CA_BUNDLE (issue 8) ---------------------------------------------------
-
-
-def test_from_env_trusts_the_ca_bundle_variable() -> None:
-    """RECYCLECHECK_CA_BUNDLE reaches the adapter: it answers over HTTPS from a private CA."""
-    number = NUMBER
-    with FakeProviderServer({number: dt.date(2024, 3, 1)}, tls=True) as server:
-        assert server.ca_bundle is not None
-        untrusting = CamaraProvider.from_env(server.environment())
-        trusting = CamaraProvider.from_env(
-            {**server.environment(), "RECYCLECHECK_CA_BUNDLE": server.ca_bundle}
-        )
-        try:
-            with pytest.raises(ProviderUnavailable):
-                untrusting.lookup(number, dt.date(2024, 1, 1))
-            answer = trusting.lookup(number, dt.date(2024, 1, 1))
-        finally:
-            untrusting.close()
-            trusting.close()
-    assert answer == ChangedSince(dt.date(2024, 1, 1), changed=True)
-
-
-@pytest.mark.parametrize("kind", ["missing", "directory", "not PEM"])
-def test_from_env_refuses_an_unusable_ca_bundle(tmp_path: Path, kind: str) -> None:
-    """A RECYCLECHECK_CA_BUNDLE naming no PEM file fails at once, naming the variable only."""
-    path = {"missing": tmp_path / "missing.pem", "directory": tmp_path}.get(
-        kind, tmp_path / "roots.pem"
-    )
-    (tmp_path / "roots.pem").write_text("not a certificate\n")
-    with pytest.raises(ConfigurationError, match="RECYCLECHECK_CA_BUNDLE") as info:
-        CamaraProvider.from_env(
-            {
-                **env(API_ROOT="https://operator.example", ACCESS_TOKEN="t0ken"),
-                "RECYCLECHECK_CA_BUNDLE": str(path),
-            }
-        )
-    assert str(tmp_path) not in str(info.value)
 
 
 # -- the token cache under concurrency ------------------------------------------------------

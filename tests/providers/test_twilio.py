@@ -30,7 +30,6 @@ from recyclecheck.exceptions import (
 )
 from recyclecheck.providers._answers import ChangedSince, NoData, NotCovered
 from recyclecheck.providers.twilio import TwilioProvider, parse_lookup
-from recyclecheck.testing import FakeProviderServer
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "twilio"
 SID = "AC0123456789abcdef0123456789abcdef"
@@ -709,42 +708,3 @@ def test_live_lookup() -> None:
     provider = TwilioProvider.from_env()
     answer = provider.lookup(number, dt.date.today() - dt.timedelta(days=365))
     assert isinstance(answer, (ChangedSince, NoData, NotCovered))
-
-
-# -- RECYCLECHECK_CA_BUNDLE (issue 8) ---------------------------------------------------
-
-
-def test_from_env_trusts_the_ca_bundle_variable() -> None:
-    """RECYCLECHECK_CA_BUNDLE reaches the adapter: it answers over HTTPS from a private CA."""
-    number = "+14159929960"
-    with FakeProviderServer({number: dt.date(2024, 3, 1)}, tls=True) as server:
-        assert server.ca_bundle is not None
-        untrusting = TwilioProvider.from_env(server.environment())
-        trusting = TwilioProvider.from_env(
-            {**server.environment(), "RECYCLECHECK_CA_BUNDLE": server.ca_bundle}
-        )
-        try:
-            with pytest.raises(ProviderUnavailable):
-                untrusting.lookup(number, dt.date(2024, 1, 1))
-            answer = trusting.lookup(number, dt.date(2024, 1, 1))
-        finally:
-            untrusting.close()
-            trusting.close()
-    assert answer == ChangedSince(dt.date(2024, 1, 1), changed=True)
-
-
-@pytest.mark.parametrize("kind", ["missing", "directory", "not PEM"])
-def test_from_env_refuses_an_unusable_ca_bundle(tmp_path: Path, kind: str) -> None:
-    """A RECYCLECHECK_CA_BUNDLE naming no PEM file fails at once, naming the variable only."""
-    path = {"missing": tmp_path / "missing.pem", "directory": tmp_path}.get(
-        kind, tmp_path / "roots.pem"
-    )
-    (tmp_path / "roots.pem").write_text("not a certificate\n")
-    with pytest.raises(ConfigurationError, match="RECYCLECHECK_CA_BUNDLE") as info:
-        TwilioProvider.from_env(
-            {
-                **{"TWILIO_ACCOUNT_SID": SID, "TWILIO_AUTH_TOKEN": TOKEN},
-                "RECYCLECHECK_CA_BUNDLE": str(path),
-            }
-        )
-    assert str(tmp_path) not in str(info.value)
