@@ -375,24 +375,27 @@ def test_fail_open_from_the_environment_lets_no_data_through(tmp_path: Path) -> 
     app.extensions["recyclecheck"].close()
 
 
-@pytest.mark.parametrize("provider", ["aliyun", "camara"])
+@pytest.mark.parametrize("provider", ["aliyun", "camara", "router"])
 def test_any_adapter_or_the_fake_server_by_environment_variables(
     tmp_path: Path,
     recyclecheck_fake_server_env: FakeProviderServer,
     provider: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """RECYCLECHECK_PROVIDER plus the adapter's variables: the same story over HTTP (CN numbers)."""
+    """RECYCLECHECK_PROVIDER plus the adapter's (or the routes') variables: the story over HTTP."""
     server = recyclecheck_fake_server_env
     server.script(ALICE, dt.date(2024, 3, 1))
     server.script(BO, None)
     monkeypatch.setenv("RECYCLECHECK_PROVIDER", provider)
+    monkeypatch.setenv("RECYCLECHECK_ROUTES", "+86=aliyun; *=camara")  # read by "router" only
     monkeypatch.setenv("DEMO_DATABASE", str(tmp_path / "env.sqlite3"))
     app = create_app({"TESTING": True})  # everything else from os.environ
+    asked = "aliyun" if provider == "router" else provider
     try:
         assert Demo(app).sms_login(BO).location == "/account"
         assert Demo(app, address="203.0.113.9").sms_login(ALICE).location == "/login/verify"
-        assert {request.provider for request in server.requests} == {provider}
+        assert {request.provider for request in server.requests} == {asked}
         assert _reasons(app) == ["not_reissued", "reissued_after_binding"]
+        assert _deciders(app) == [asked, asked]
     finally:
         app.extensions["recyclecheck"].close()

@@ -53,7 +53,7 @@ def test_the_excerpts_are_still_in_the_demo_word_for_word() -> None:
         excerpt = textwrap.dedent("\n".join(body.splitlines()[1:]))
         assert textwrap.indent(excerpt, "    ") in source or excerpt in source
         excerpts += 1
-    assert excerpts == 2
+    assert excerpts == 3
 
 
 def test_the_pictures_exist_and_are_small() -> None:
