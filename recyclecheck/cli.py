@@ -676,35 +676,41 @@ class _FeedRecorder:
     ) -> None:
         self.guard.record_change(phone, on=on, region=region)
         if self.redis.failure is not None:
+            done = (
+                f"{self.recorded} row was" if self.recorded == 1 else f"{self.recorded} rows were"
+            )
             raise ConfigurationError(
-                f"Redis stopped answering ({self.redis.failure}) after {self.recorded} rows "
-                "were recorded; the rest were not (ingesting the file again is safe)"
+                f"Redis stopped answering ({self.redis.failure}) after {done} recorded; "
+                "the rest were not (ingesting the file again is safe)"
             )
         self.recorded += 1
 
 
-def _feed_setting(args: argparse.Namespace, option: str, variable: str) -> tuple[str | None, bool]:
-    """An option's value, else its environment variable's; and whether it came from the option."""
-    value = getattr(args, option)
+def _feed_setting(args: argparse.Namespace, option: str, variable: str) -> tuple[str | None, str]:
+    """An option's value, else its environment variable's; and the name of where it came from."""
+    value = getattr(args, option.lstrip("-").replace("-", "_"))
     if value is not None:
-        return value, True
-    return os.environ.get(variable) or None, False
+        return value, option
+    return os.environ.get(variable) or None, variable
 
 
 def _feed_usage(args: argparse.Namespace, message: str) -> _UsageError:
     return _UsageError(message, prog="recyclecheck feed ingest", usage=args.feed_usage)
 
 
-def _feed_secret(value: str, *, named: str, from_option: bool, args: argparse.Namespace) -> bytes:
+def _feed_problem(args: argparse.Namespace, where: str, message: str) -> Exception:
+    """A bad option is bad usage (exit 2); a bad variable, like a provider's, configuration (1)."""
+    return _feed_usage(args, message) if where.startswith("--") else ConfigurationError(message)
+
+
+def _feed_secret(args: argparse.Namespace, value: str, where: str) -> bytes:
     try:
-        return secret_bytes(value, owner=named)
+        return secret_bytes(value, owner=where)
     except ConfigurationError as exc:
-        if from_option:
-            raise _feed_usage(args, str(exc)) from None
-        raise
+        raise _feed_problem(args, where, str(exc)) from None
 
 
-def _feed_redis(url: str, *, from_option: bool, args: argparse.Namespace) -> Any:
+def _feed_redis(args: argparse.Namespace, url: str, where: str) -> Any:
     try:
         import redis  # noqa: PLC0415 - the optional extra recyclecheck[redis]
         from redis.backoff import NoBackoff  # noqa: PLC0415
@@ -721,16 +727,13 @@ def _feed_redis(url: str, *, from_option: bool, args: argparse.Namespace) -> Any
             retry=Retry(NoBackoff(), 0),
         )
     except (ValueError, TypeError):  # the URL may hold a password: never echo it
-        message = "--redis-url" if from_option else _FEED_ENV_URL
-        message += " is not a Redis URL (redis://, rediss:// or unix://)"
-        if from_option:
-            raise _feed_usage(args, message) from None
-        raise ConfigurationError(message) from None
+        message = f"{where} is not a Redis URL (redis://, rediss:// or unix://)"
+        raise _feed_problem(args, where, message) from None
 
 
 def _feed_guard(args: argparse.Namespace) -> tuple[_FeedRecorder, Any]:
     """The recorder and the Redis client, built as the app builds its RedisCache and Guard."""
-    url, url_from_option = _feed_setting(args, "redis_url", _FEED_ENV_URL)
+    url, url_from = _feed_setting(args, "--redis-url", _FEED_ENV_URL)
     if url is None:
         raise _feed_usage(
             args,
@@ -738,21 +741,19 @@ def _feed_guard(args: argparse.Namespace) -> tuple[_FeedRecorder, Any]:
             f"with --secret (or {_FEED_ENV_SECRET}). Facts kept in this process's memory "
             "would vanish when it exits, and the app would never see them",
         )
-    secret_text, secret_from_option = _feed_setting(args, "secret", _FEED_ENV_SECRET)
+    secret_text, secret_from = _feed_setting(args, "--secret", _FEED_ENV_SECRET)
     if secret_text is None:
         raise _feed_usage(
             args,
             f"feed ingest needs the app's secret: --secret (or {_FEED_ENV_SECRET}); "
             "without the same secret the app would never find the facts",
         )
-    cache_text, cache_from_option = _feed_setting(args, "cache_secret", _FEED_ENV_CACHE_SECRET)
+    cache_text, cache_from = _feed_setting(args, "--cache-secret", _FEED_ENV_CACHE_SECRET)
     if cache_text is None:
-        cache_text, cache_from_option = secret_text, secret_from_option
-    secret = _feed_secret(secret_text, named="--secret", from_option=secret_from_option, args=args)
-    cache_secret = _feed_secret(
-        cache_text, named="--cache-secret", from_option=cache_from_option, args=args
-    )
-    client = _feed_redis(url, from_option=url_from_option, args=args)
+        cache_text, cache_from = secret_text, secret_from
+    secret = _feed_secret(args, secret_text, secret_from)
+    cache_secret = _feed_secret(args, cache_text, cache_from)
+    client = _feed_redis(args, url, url_from)
     from ._redis_cache import RedisCache  # noqa: PLC0415 - loads cryptography
 
     watched = _WatchedRedis(client)
