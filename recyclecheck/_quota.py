@@ -427,4 +427,5 @@ def quotas_by_provider(quota: object, names: Iterable[str]) -> dict[str, Quota]:
 
 
 def _is_quota(value: object) -> bool:
-    return callable(getattr(value, "try_acquire", None))
+    # A class has a callable try_acquire too: ``quota=TokenBucket`` is a slip, not a quota.
+    return not isinstance(value, type) and callable(getattr(value, "try_acquire", None))
