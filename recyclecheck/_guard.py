@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Generator, Mapping
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -52,6 +52,11 @@ from ._resilience import CircuitBreaker, WorkerPool
 from ._router import Route, Router, budget
 from ._secrets import secret_bytes
 from .exceptions import ConfigurationError, InvalidInput
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+
+    from ._sweep import SweepResult, SweepRow
 
 __all__ = ["Guard"]
 
@@ -320,16 +325,19 @@ class Guard:
     def _steps(self, ask: _Question, *, inline: bool) -> _Steps:
         """The rest of a check: cache, the route's lanes in turn, the decision."""
         deadline = ask.started + self.timeout
+        lanes = [self.lanes[p.name] for p in ask.route.providers]
+        facts = yield from self._read_facts(ask.keys, deadline)
+        known = _answer_from_facts(facts, [*(lane.name for lane in lanes), FEED], ask.since)
+        # A change anyone reported (a provider, a feed) wins over every shortcut.
+        if known is not None and classify(known[1], ask.since) is Reason.REISSUED_AFTER_BINDING:
+            return self._decide(known[1], ask, provider=known[0], cached=True)
         trusted = recently_bound(ask.binding, ask.today, self.policy)
         if trusted is not None:
             return self._announce(trusted, ask, provider=TRUSTED_BINDING, cached=False)
-        lanes = [self.lanes[p.name] for p in ask.route.providers]
-        if not lanes:
-            return self._decide(NotCovered(), ask, provider=self.provider_name, cached=False)
-        facts = yield from self._read_facts(ask.keys, deadline)
-        known = _answer_from_facts(facts, [*(lane.name for lane in lanes), FEED], ask.since)
         if known is not None:
             return self._decide(known[1], ask, provider=known[0], cached=True)
+        if not lanes:
+            return self._decide(NotCovered(), ask, provider=self.provider_name, cached=False)
         result: Result = NotCovered()
         decided_by = lanes[0].name
         for index, lane in enumerate(lanes):
@@ -454,6 +462,34 @@ class Guard:
 
     def _feed_key(self, e164: str) -> str:
         return hmac_number(self._key, FEED, e164)
+
+    # -- many checks ahead of their logins --------------------------------------------
+
+    def sweep(
+        self,
+        rows: Iterable[SweepRow],
+        *,
+        concurrency: int = 8,
+        timeout: float | dt.timedelta | None = None,
+        rate: float | None = None,
+    ) -> Iterator[SweepResult]:
+        """Check every row's account ahead of its next login; one result per row, in order.
+
+        ``rows`` is any iterable of :class:`~recyclecheck.SweepRow` (a generator
+        over a database cursor, say); it is read as results are taken, so memory
+        stays constant whatever its length.  At most ``concurrency`` checks run
+        at once (no more than ``max_workers``), each one :meth:`check` with its
+        own deadline of ``timeout`` seconds (default: the Guard's); ``rate``
+        caps the checks started a second (leave the rest of a quota to logins).
+        A row that cannot be checked (an invalid number) gives a result with
+        ``error`` set; nothing a row holds stops the sweep.
+
+        Raises :class:`~recyclecheck.ConfigurationError` at once for bad
+        options (docs/sweeps.md has the whole story).
+        """
+        from ._sweep import sweep  # noqa: PLC0415 - _sweep needs this module first
+
+        return sweep(self, rows, concurrency=concurrency, timeout=timeout, rate=rate)
 
     def close(self) -> None:
         """Release the providers' pooled connections (where they have a ``close``)."""

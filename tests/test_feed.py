@@ -106,3 +106,13 @@ def test_bad_input_is_refused(phone: str, on: Any, error: type[Exception]) -> No
 def test_feed_is_a_reserved_provider_name() -> None:
     with pytest.raises(ConfigurationError, match="reserved"):
         Guard(SandboxProvider({}, name="feed"))
+
+
+def test_a_recorded_change_counts_for_a_number_no_route_covers() -> None:
+    """Even where no provider would be asked, a pushed change steps up (fail_open too)."""
+    from recyclecheck import Policy  # noqa: PLC0415
+
+    guard = Guard(Router({"+1": [Counting()]}), policy=Policy.fail_open(), timeout=1)
+    guard.record_change(NUMBER, on=dt.date(2025, 6, 1))
+    decision = guard.check(NUMBER, bound_at=dt.date(2022, 5, 10))
+    assert (decision.action, decision.provider) == (Action.STEP_UP, "feed")

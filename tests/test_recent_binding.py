@@ -78,3 +78,12 @@ def test_only_bindings_younger_than_the_setting_are_trusted(
         assert outcome is None
     assert recently_bound(binding, today, Policy()) is None
     assert dt.timedelta(days=days) <= MAX_TRUSTED_BINDING_AGE
+
+
+def test_a_reported_change_wins_over_a_recent_binding() -> None:
+    """A change recorded (or cached from a provider) after the binding still steps up."""
+    guard = Guard(Counting(), policy=Policy(trust_recent_binding=30), timeout=1)
+    bound = dt.datetime.now(UTC) - dt.timedelta(days=10)
+    guard.record_change(NO_DATA, on=(bound + dt.timedelta(days=2)).date())
+    decision = guard.check(NO_DATA, bound_at=bound)
+    assert (decision.reason, decision.provider) == (Reason.REISSUED_AFTER_BINDING, "feed")
