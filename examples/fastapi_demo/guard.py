@@ -12,8 +12,11 @@ from collections.abc import Callable, Mapping
 import attrs
 
 import recyclecheck
-from recyclecheck._registry import PROVIDERS  # the SDK's one table of adapters
-from recyclecheck.providers import Provider, SandboxProvider
+from recyclecheck.providers import (
+    PROVIDERS,  # the SDK's one table of adapters
+    Provider,
+    SandboxProvider,
+)
 
 from .settings import Settings
 

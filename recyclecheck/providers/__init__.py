@@ -9,6 +9,7 @@ sandbox such as :class:`recyclecheck.testing.FakeProviderServer`.
 from __future__ import annotations
 
 from .._deadline import remaining_time
+from .._registry import PROVIDERS, ProviderEntry, provider_from_env
 from .._router import Route, Router
 from ._answers import Answer, ChangedSince, LastChange, NoData, NotCovered, Provider
 from ._sandbox import SandboxProvider
@@ -19,6 +20,7 @@ from .telesign import TelesignProvider
 from .twilio import TwilioProvider
 
 __all__ = [
+    "PROVIDERS",
     "AliyunProvider",
     "Answer",
     "CamaraProvider",
@@ -27,11 +29,13 @@ __all__ = [
     "NoData",
     "NotCovered",
     "Provider",
+    "ProviderEntry",
     "RndProvider",
     "Route",
     "Router",
     "SandboxProvider",
     "TelesignProvider",
     "TwilioProvider",
+    "provider_from_env",
     "remaining_time",
 ]
