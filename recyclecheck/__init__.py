@@ -19,6 +19,7 @@ from ._phone import mask
 from ._policy import Action, Policy, Reason
 from ._quota import Quota, RedisTokenBucket, TokenBucket
 from ._router import Fallback, Route, Router
+from ._sweep import SweepResult, SweepRow
 from ._version import __version__
 from .exceptions import (
     ConfigurationError,
@@ -77,6 +78,8 @@ __all__ = [
     "Route",
     "Router",
     "RowError",
+    "SweepResult",
+    "SweepRow",
     "TokenBucket",
     "__version__",
     "ingest",
