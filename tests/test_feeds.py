@@ -469,6 +469,9 @@ def test_cli_ingests_into_redis_and_the_app_sees_the_facts(
         assert (decision.provider, decision.reissued_on) == ("feed", day)
         assert decision.step_up_required
     assert provider.calls == 0
+    stranger, asked = app_guard(redis_server, cache_secret="another-secret-0123456789")
+    assert stranger.check("+12025550123", bound_at=D(2020, 1, 1)).provider == "counting"
+    assert asked.calls == 1  # another secret: the facts are not found
 
 
 def redis_state(redis_server: RedisServer) -> dict[bytes, Any]:
