@@ -137,8 +137,8 @@ class IngestReport:
 
     ``read`` rows (blank, comment and header lines are not rows), of which
     ``recorded`` became facts and ``skipped`` did not (``read == recorded +
-    skipped``); ``errors`` holds why, for the first :data:`MAX_REPORTED_ERRORS`
-    skipped rows, in file order.
+    skipped``); ``errors`` holds why, for the first skipped rows in file order
+    (``ingest(max_errors=...)``, :data:`MAX_REPORTED_ERRORS` by default).
     """
 
     read: int
@@ -476,7 +476,6 @@ class _Tally:
         self.skipped += 1
         if len(self.errors) < self.keep:
             self.errors.append(error)
-        logger.debug("recyclecheck feed row skipped: %s", error)
 
     def report(self) -> IngestReport:
         return IngestReport(self.read, self.recorded, self.skipped, tuple(self.errors))
