@@ -3,19 +3,25 @@
 Exit codes (the same table is in ``--help``, README.md and docs/api.md):
 
   0  a decision was made (with --exit-status: allow); feed ingest: every row
-     was recorded
+     was recorded; sweep: every row was checked and every account allowed
   1  configuration error: the command line is well formed, but what it names
      cannot be used (an unreadable or invalid --sandbox or --ca-bundle file,
      missing or invalid provider environment variables, an address that
      `sandbox serve` cannot bind, a feed file that cannot be opened, a Redis
-     that cannot be reached or stops answering)
+     that cannot be reached or stops answering, a sweep INPUT that cannot be
+     read, an --out that holds another sweep's results)
   2  bad usage: an unknown option, a missing argument, or a value of the wrong
      form or out of range (--timeout abc, --timeout 0, --port 70000, an invalid
-     phone number or --bound-at, `feed ingest` without a shared cache)
-  3  with --exit-status: step up
+     phone number or --bound-at, `feed ingest` without a shared cache,
+     --concurrency 0)
+  3  with --exit-status: step up; sweep: every row was checked and some
+     accounts must step up
   4  with --exit-status: deny
   5  feed ingest: some rows could not be read or recorded (each is reported
-     with its row number; every other row was recorded)
+     with its row number; every other row was recorded); sweep: likewise,
+     some rows could not be read or checked
+  6  sweep: stopped by Ctrl-C or SIGTERM before the end (the same command
+     goes on after the last account written)
 
 Errors go to stderr as ``recyclecheck: MESSAGE`` (usage errors after the usage
 line).  With ``--json`` they go to stdout instead, as one JSON object
@@ -45,8 +51,9 @@ import shlex
 import signal
 import sys
 import threading
-from collections.abc import Mapping, Sequence
-from typing import Any, NoReturn, TextIO
+from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, BinaryIO, NoReturn, TextIO
 
 from ._decision import Decision
 from ._guard import MAX_TIMEOUT, Guard
@@ -55,6 +62,15 @@ from ._policy import Action, Policy
 from ._registry import PROVIDERS, provider_from_env
 from ._router import Router
 from ._secrets import secret_bytes
+from ._sweep import (
+    MAX_CONCURRENCY,
+    ResultsFile,
+    SweepRow,
+    Tally,
+    format_of,
+    read_rows,
+    skip_done,
+)
 from ._version import __version__
 from .exceptions import ConfigurationError, InvalidInput, InvalidPhoneNumber
 from .providers import Provider, SandboxProvider
@@ -63,6 +79,7 @@ from .providers._wire import CA_BUNDLE_ENV, check_ca_bundle
 __all__ = [
     "EXIT_CONFIG",
     "EXIT_DENY",
+    "EXIT_INTERRUPTED",
     "EXIT_OK",
     "EXIT_ROWS_SKIPPED",
     "EXIT_STEP_UP",
@@ -76,24 +93,31 @@ EXIT_USAGE = 2
 EXIT_STEP_UP = 3
 EXIT_DENY = 4
 EXIT_ROWS_SKIPPED = 5
+EXIT_INTERRUPTED = 6
 
 #: The exit-code rule, shown by ``--help`` (kept word for word with the module docstring).
 EXIT_CODES_HELP = """\
 exit codes:
   0  a decision was made (with --exit-status: allow); feed ingest: every row
-     was recorded
+     was recorded; sweep: every row was checked and every account allowed
   1  configuration error: the command line is well formed, but what it names
      cannot be used (an unreadable or invalid --sandbox or --ca-bundle file,
      missing or invalid provider environment variables, an address that
      `sandbox serve` cannot bind, a feed file that cannot be opened, a Redis
-     that cannot be reached or stops answering)
+     that cannot be reached or stops answering, a sweep INPUT that cannot be
+     read, an --out that holds another sweep's results)
   2  bad usage: an unknown option, a missing argument, or a value of the wrong
      form or out of range (--timeout abc, --timeout 0, --port 70000, an invalid
-     phone number or --bound-at, `feed ingest` without a shared cache)
-  3  with --exit-status: step up
+     phone number or --bound-at, `feed ingest` without a shared cache,
+     --concurrency 0)
+  3  with --exit-status: step up; sweep: every row was checked and some
+     accounts must step up
   4  with --exit-status: deny
   5  feed ingest: some rows could not be read or recorded (each is reported
-     with its row number; every other row was recorded)
+     with its row number; every other row was recorded); sweep: likewise,
+     some rows could not be read or checked
+  6  sweep: stopped by Ctrl-C or SIGTERM before the end (the same command
+     goes on after the last account written)
 
 With --json, errors are one JSON object on stdout:
 {"error": KIND, "message": MESSAGE}, KIND one of usage, invalid_phone_number,
@@ -194,6 +218,38 @@ def _port(text: str) -> int:
     return value
 
 
+def _add_provider_options(command: argparse.ArgumentParser) -> None:
+    """--sandbox, --provider, --routes and --ca-bundle: who answers (``check``, ``sweep``)."""
+    source = command.add_mutually_exclusive_group()
+    source.add_argument(
+        "--sandbox",
+        metavar="FILE",
+        help="answer from this sandbox JSON file (default: the embedded demo sandbox)",
+    )
+    source.add_argument(
+        "--provider",
+        choices=PROVIDER_CHOICES,
+        metavar="NAME",
+        help="ask this real provider, configured from environment variables: "
+        "%(choices)s; 'router' routes by country as RECYCLECHECK_ROUTES says, e.g. "
+        "'+86=aliyun; +1=rnd,twilio; *=camara' (default: none, the demo sandbox answers)",
+    )
+    source.add_argument(
+        "--routes",
+        metavar="FILE",
+        help='route by country as this JSON file says: {"routes": {"+86": ["aliyun"], '
+        '"+1": ["rnd", "twilio"]}, "default": ["camara"]}; each provider is configured '
+        "from its environment variables, 'sandbox' is the demo sandbox",
+    )
+    command.add_argument(
+        "--ca-bundle",
+        metavar="PATH",
+        help=f"with --provider: PEM file of the CA roots to trust instead of the default ones, "
+        f"e.g. the one `sandbox serve --tls` prints (default: ${CA_BUNDLE_ENV} if set, "
+        "else the default roots)",
+    )
+
+
 def _add_check(commands: argparse._SubParsersAction[_Parser]) -> None:
     check = commands.add_parser(
         "check",
@@ -218,34 +274,7 @@ def _add_check(commands: argparse._SubParsersAction[_Parser]) -> None:
         metavar="CC",
         help="region for national formats, e.g. CN (default: none; PHONE starts with +)",
     )
-    source = check.add_mutually_exclusive_group()
-    source.add_argument(
-        "--sandbox",
-        metavar="FILE",
-        help="answer from this sandbox JSON file (default: the embedded demo sandbox)",
-    )
-    source.add_argument(
-        "--provider",
-        choices=PROVIDER_CHOICES,
-        metavar="NAME",
-        help="ask this real provider, configured from environment variables: "
-        "%(choices)s; 'router' routes by country as RECYCLECHECK_ROUTES says, e.g. "
-        "'+86=aliyun; +1=rnd,twilio; *=camara' (default: none, the demo sandbox answers)",
-    )
-    source.add_argument(
-        "--routes",
-        metavar="FILE",
-        help='route by country as this JSON file says: {"routes": {"+86": ["aliyun"], '
-        '"+1": ["rnd", "twilio"]}, "default": ["camara"]}; each provider is configured '
-        "from its environment variables, 'sandbox' is the demo sandbox",
-    )
-    check.add_argument(
-        "--ca-bundle",
-        metavar="PATH",
-        help=f"with --provider: PEM file of the CA roots to trust instead of the default ones, "
-        f"e.g. the one `sandbox serve --tls` prints (default: ${CA_BUNDLE_ENV} if set, "
-        "else the default roots)",
-    )
+    _add_provider_options(check)
     check.add_argument(
         "--timeout",
         type=_timeout,
@@ -316,6 +345,7 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_check(commands)
     _add_sandbox(commands)
     _add_feed(commands)
+    _add_sweep(commands)
     return parser
 
 
@@ -343,7 +373,7 @@ def _parse(parser: argparse.ArgumentParser, arguments: list[str]) -> argparse.Na
     if extras:
         raise _UsageError(_unrecognized(extras), prog=prog)
     if (
-        args.command == "check"
+        args.command in ("check", "sweep")
         and args.ca_bundle is not None
         and not (args.provider or args.routes)
     ):
@@ -352,6 +382,8 @@ def _parse(parser: argparse.ArgumentParser, arguments: list[str]) -> argparse.Na
             "(the sandboxes make no network calls)",
             prog=prog,
         )
+    if args.command == "sweep":
+        _check_sweep_args(args, prog)
     return args
 
 
@@ -800,13 +832,326 @@ def _run_feed(args: argparse.Namespace, console: _Console) -> int:
     return EXIT_OK if report.ok else EXIT_ROWS_SKIPPED
 
 
-def _run(args: argparse.Namespace, console: _Console) -> int:
+# -- sweep ------------------------------------------------------------------------------
+
+#: How often, in rows, the progress bar's counts are brought up to date.
+_SWEEP_POSTFIX_EVERY = 500
+
+
+def _concurrency(text: str) -> int:
+    """``--concurrency``: checks at once, 1 to the sweep's maximum."""
     try:
-        if args.command == "sandbox":
-            return _serve_until_interrupted(args, console)
-        if args.command == "feed":
-            return _run_feed(args, console)
-        return _run_check(args, console)
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_CONCURRENCY:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to {MAX_CONCURRENCY}")
+    return value
+
+
+def _rate(text: str) -> float:
+    """``--rate``: checks started a second, more than 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:  # NaN fails too
+        raise argparse.ArgumentTypeError("must be a number of checks a second greater than 0")
+    return value
+
+
+def _add_sweep(commands: argparse._SubParsersAction[_Parser]) -> None:
+    sweep = commands.add_parser(
+        "sweep",
+        help="check every account of a file ahead of its next login",
+        description=(
+            "Check every account of INPUT (CSV or JSON Lines: account_id,phone,bound_at"
+            "[,region], one row a line) and write one result per account to --out, in "
+            "input order. Run it again with the same --out after it was stopped or killed: "
+            "it goes on after the last account written. Rows that cannot be read are "
+            "reported on stderr with their row number and skipped. Uses the embedded demo "
+            "sandbox unless --sandbox, --provider or --routes is given."
+        ),
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sweep.add_argument(
+        "input", metavar="INPUT", help="accounts file: .csv, or .jsonl/.ndjson (JSON Lines)"
+    )
+    sweep.add_argument(
+        "--out",
+        required=True,
+        metavar="FILE",
+        help="required: results file, .csv or .jsonl; if it exists, the sweep goes on "
+        "after the last account it holds",
+    )
+    sweep.add_argument(
+        "--input-format",
+        choices=("csv", "jsonl"),
+        help="the format of INPUT (default: from its extension)",
+    )
+    sweep.add_argument(
+        "--region",
+        type=_feed_region,
+        metavar="CC",
+        help="region for national-format numbers in rows without one, e.g. CN (default: none)",
+    )
+    _add_provider_options(sweep)
+    sweep.add_argument(
+        "--concurrency",
+        type=_concurrency,
+        default=8,
+        metavar="N",
+        help="checks at once, 1 to 256 (default: %(default)s)",
+    )
+    sweep.add_argument(
+        "--timeout",
+        type=_timeout,
+        default=5.0,
+        metavar="SECONDS",
+        help=f"deadline of each check, more than 0 and at most {MAX_TIMEOUT:g} "
+        "(default: %(default)s; nobody waits on a sweep's checks)",
+    )
+    sweep.add_argument(
+        "--rate",
+        type=_rate,
+        metavar="PER_SECOND",
+        help="start at most this many checks a second, to leave a provider's quota to "
+        "logins (default: no limit)",
+    )
+    sweep.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar (default: one on stderr when it is a terminal and tqdm is "
+        "installed: pip install '.[cli]')",
+    )
+    sweep.add_argument(
+        "--json", action="store_true", help="print the summary, or the error, as JSON"
+    )
+    sweep.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG to stderr")
+
+
+def _check_sweep_args(args: argparse.Namespace, prog: str) -> None:
+    """What argparse cannot check of a sweep's command line (exit 2)."""
+    if args.input_format is None:
+        args.input_format = format_of(args.input)
+        if args.input_format is None:
+            raise _UsageError(
+                "INPUT must end in .csv, .jsonl or .ndjson, or say --input-format", prog=prog
+            )
+    args.out_format = format_of(args.out)
+    if args.out_format is None:
+        raise _UsageError("--out must end in .csv, .jsonl or .ndjson", prog=prog)
+    if os.path.abspath(args.input) == os.path.abspath(args.out):
+        raise _UsageError("--out must not be INPUT", prog=prog)
+
+
+class _SweepScreen:
+    """Where a sweep tells people how it goes: a progress bar and bad rows on stderr.
+
+    The bar (tqdm's) shows counts only, never a number; it is drawn only when
+    stderr is a terminal, tqdm is installed and ``--no-progress`` is not given.
+    """
+
+    def __init__(self, args: argparse.Namespace, start: int) -> None:
+        self.bar: Any = None
+        if args.no_progress or not sys.stderr.isatty():
+            return
+        try:
+            from tqdm import tqdm  # noqa: PLC0415 - the optional extra recyclecheck[cli]
+        except ImportError:
+            return
+        self.bar = tqdm(
+            total=_count_lines(args.input),
+            initial=start,
+            unit=" rows",
+            desc="sweep",
+            file=sys.stderr,
+            dynamic_ncols=True,
+        )
+
+    def say(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.write(text, file=sys.stderr)
+        else:
+            _write(sys.stderr, text + "\n")
+
+    def advance(self, row: int, tally: Tally, bad_rows: int) -> None:
+        if self.bar is None:
+            return
+        self.bar.update(max(0, row - self.bar.n))
+        if tally.results % _SWEEP_POSTFIX_EVERY == 0:
+            not_allowed = tally.results - tally.actions["allow"] - tally.errors
+            self.bar.set_postfix_str(
+                f"not allowed {not_allowed}, bad {bad_rows + tally.errors}", refresh=False
+            )
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _count_lines(path: str) -> int | None:
+    """Lines in ``path`` (for the bar's total), read in blocks: constant memory."""
+    lines, last = 0, b"\n"
+    try:
+        with open(path, "rb") as handle:
+            while block := handle.read(1 << 20):
+                lines += block.count(b"\n")
+                last = block[-1:]
+    except OSError:
+        return None
+    return lines + (last != b"\n")
+
+
+class _StopOnSignal:
+    """SIGINT or SIGTERM asks the sweep to stop taking rows; a second one acts as usual."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> threading.Event:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._stop)
+        return self.event
+
+    def _stop(self, _signum: int, _frame: object) -> None:
+        self.event.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    def __exit__(self, *exc_info: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
+class _SweepRun:
+    """One `recyclecheck sweep`: rows in, results appended to --out, a summary out."""
+
+    def __init__(self, args: argparse.Namespace, guard: Guard) -> None:
+        self.args = args
+        self.guard = guard
+        self.bad_rows = 0
+        self.stopped = False
+        self.finished = False
+        self.numbers: deque[int] = deque()  # row numbers of the rows in the sweep's window
+
+    def run(self, console: _Console) -> int:
+        try:
+            source = open(self.args.input, "rb")  # noqa: SIM115 - closed by the with below
+        except OSError as exc:
+            raise ConfigurationError(f"INPUT cannot be read ({exc.strerror})") from None
+        with source, ResultsFile(self.args.out, format=self.args.out_format) as results:
+            try:
+                tally = results.open()
+            except OSError as exc:
+                raise ConfigurationError(f"--out cannot be written ({exc.strerror})") from None
+            earlier = tally.results
+            screen = _SweepScreen(self.args, tally.last_row)
+            try:
+                self._sweep(source, results, tally, screen)
+            finally:
+                screen.close()
+        return self._summary(console, tally, earlier)
+
+    def _rows(
+        self, source: BinaryIO, tally: Tally, screen: _SweepScreen, stop: threading.Event
+    ) -> Iterator[SweepRow]:
+        def bad_row(number: int, reason: str) -> None:
+            self.bad_rows += 1
+            screen.say(f"recyclecheck: row {number}: {reason}")
+
+        rows = read_rows(source, format=self.args.input_format, on_bad_row=bad_row)
+        for number, row in skip_done(rows, tally):
+            if stop.is_set():
+                self.stopped = True
+                return
+            self.numbers.append(number)
+            yield row
+        self.finished = True
+
+    def _sweep(
+        self, source: BinaryIO, results: ResultsFile, tally: Tally, screen: _SweepScreen
+    ) -> None:
+        args = self.args
+        with _StopOnSignal() as stop:
+            swept = self.guard.sweep(
+                self._rows(source, tally, screen, stop),
+                concurrency=args.concurrency,
+                rate=args.rate,
+            )
+            try:
+                for result in swept:
+                    number = self.numbers.popleft()
+                    tally.add(number, results.write(number, result))
+                    if result.error is not None:
+                        screen.say(f"recyclecheck: row {number}: {result.error}")
+                    screen.advance(number, tally, self.bad_rows)
+            except KeyboardInterrupt:  # a second Ctrl-C: stop now, the file is the journal
+                self.stopped = True
+            finally:
+                swept.close()  # type: ignore[attr-defined]  # the sweep is a generator
+
+    def _exit_code(self, tally: Tally) -> int:
+        if self.stopped and not self.finished:
+            return EXIT_INTERRUPTED
+        if self.bad_rows or tally.errors:
+            return EXIT_ROWS_SKIPPED
+        if tally.results > tally.actions["allow"]:
+            return EXIT_STEP_UP
+        return EXIT_OK
+
+    def _summary(self, console: _Console, tally: Tally, earlier: int) -> int:
+        code = self._exit_code(tally)
+        summary = {
+            "out": self.args.out,
+            "accounts": tally.results,
+            "earlier": earlier,
+            "actions": dict(sorted(tally.actions.items())),
+            "reasons": dict(sorted(tally.reasons.items())),
+            "errors": tally.errors,
+            "bad_rows": self.bad_rows,
+            "interrupted": code == EXIT_INTERRUPTED,
+            "exit_code": code,
+        }
+        if self.args.json:
+            console.out(json.dumps(summary, indent=2) + "\n")
+        else:
+            console.out(_render_sweep(summary))
+        return code
+
+
+def _render_sweep(summary: Mapping[str, Any]) -> str:
+    earlier = f" ({summary['earlier']} by an earlier run)" if summary["earlier"] else ""
+    lines = [f"sweep: {summary['accounts']} accounts in {summary['out']}{earlier}"]
+    for title in ("actions", "reasons"):
+        counts = ", ".join(f"{name} {count}" for name, count in summary[title].items())
+        lines.append(f"  {title}: {counts or 'none'}")
+    lines.append(f"  could not be checked: {summary['errors']}")
+    lines.append(f"  rows that could not be read: {summary['bad_rows']}")
+    if summary["interrupted"]:
+        lines.append("  interrupted: run the same command again to go on")
+    return "\n".join(lines) + "\n"
+
+
+def _run_sweep(args: argparse.Namespace, console: _Console) -> int:
+    provider = _provider(args)
+    guard = Guard(
+        provider,
+        timeout=args.timeout,
+        default_region=args.region,
+        max_workers=max(16, args.concurrency),
+    )
+    with guard:
+        return _SweepRun(args, guard).run(console)
+
+
+def _run(args: argparse.Namespace, console: _Console) -> int:
+    commands = {"sandbox": _serve_until_interrupted, "feed": _run_feed, "sweep": _run_sweep}
+    try:
+        return commands.get(args.command, _run_check)(args, console)
     except InvalidPhoneNumber as exc:
         return console.error("invalid_phone_number", _phone_message(exc, args), EXIT_USAGE)
     except InvalidInput as exc:
