@@ -1052,6 +1052,11 @@ class _SweepRun:
             screen = _SweepScreen(self.args, tally.last_row)
             try:
                 self._sweep(source, results, tally, screen)
+            except OSError as exc:  # a disk that fills up, a file system that goes away
+                raise ConfigurationError(
+                    f"reading INPUT or writing --out failed ({exc.strerror}); what was "
+                    "written is kept: run the same command again to go on"
+                ) from None
             finally:
                 screen.close()
         return self._summary(console, tally, earlier)

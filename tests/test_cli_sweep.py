@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import errno
 import io
 import json
 import os
@@ -18,6 +19,8 @@ from pathlib import Path
 import pytest
 
 import recyclecheck.cli
+from recyclecheck import SweepResult
+from recyclecheck._sweep import ResultsFile
 from recyclecheck.cli import (
     EXIT_CODES_HELP,
     EXIT_CONFIG,
@@ -192,6 +195,8 @@ def test_configuration_errors_exit_1(
     """A missing INPUT, a foreign --out, a header without a needed column: exit 1, nothing written."""
     code, _, stderr = run(capsys, "sweep", str(tmp_path / "missing.csv"), "--out", "r.csv")
     assert (code, "INPUT cannot be read" in stderr) == (EXIT_CONFIG, True)
+    code, _, stderr = run(capsys, "sweep", str(accounts), "--out", str(tmp_path / "no" / "r.csv"))
+    assert (code, "--out cannot be written" in stderr) == (EXIT_CONFIG, True)
     foreign = tmp_path / "notes.csv"
     foreign.write_text("my,own\nnotes,here\n")
     code, _, stderr = run(capsys, "sweep", str(accounts), "--out", str(foreign))
@@ -435,3 +440,32 @@ def test_sigterm_stops_taking_rows_writes_what_is_in_flight_and_exits_6(
     assert_every_account_once_in_order(out)
     asked = [r.number for r in slow_server.requests if r.endpoint == "lookup"]
     assert sorted(asked) == sorted(US)
+
+
+def test_a_write_that_fails_mid_sweep_is_exit_1_and_keeps_what_was_written(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    accounts: Path,
+    tmp_path: Path,
+) -> None:
+    """A full disk mid-sweep: exit 1 with the reason; the lines written stay and resume works."""
+    out = tmp_path / "results.csv"
+    real = ResultsFile.write
+    written = 0
+
+    def write_once(self: ResultsFile, row: int, result: SweepResult) -> dict[str, object]:
+        nonlocal written
+        if written == 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        written += 1
+        return real(self, row, result)
+
+    monkeypatch.setattr(ResultsFile, "write", write_once)
+    code, _, stderr = run(capsys, "sweep", str(accounts), "--out", str(out))
+    assert code == EXIT_CONFIG
+    assert "writing --out failed (No space left on device)" in stderr
+    monkeypatch.setattr(ResultsFile, "write", real)
+    code, stdout, _ = run(capsys, "sweep", str(accounts), "--out", str(out))
+    assert code == EXIT_STEP_UP
+    assert "(1 by an earlier run)" in stdout
+    assert [r["account_id"] for r in data_lines(out)] == ["a1", "a2", "a3"]
