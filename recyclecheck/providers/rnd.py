@@ -2,7 +2,8 @@
 
 Was a US number permanently disconnected since a date?  A portal refresh token buys a
 short-lived id token (cached, refreshed before it lapses, dropped when refused); each
-lookup posts one ``tn`` + ``date`` pair.
+lookup posts one ``tn`` + ``date`` pair, and :meth:`RndProvider.lookup_many` posts up
+to :data:`MAX_BATCH` pairs a request, read by :func:`parse_batch`.
 """
 
 from __future__ import annotations
@@ -15,13 +16,21 @@ import logging
 import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import phonenumbers
 
+from .._batch import Entry, Item, Result, as_result, check_items, plan
 from .._http import DEFAULT_MAX_BODY, HttpClient, HttpResponse, finite_number
 from .._phone import mask as mask_number
-from ..exceptions import ConfigurationError, ProviderAuthError
+from ..exceptions import (
+    ConfigurationError,
+    ProviderAuthError,
+    ProviderError,
+    ProviderRateLimited,
+    ProviderResponseError,
+)
 from ._answers import Answer, ChangedSince, NoData, NotCovered
 from ._tokens import TokenCache
 from ._wire import (
@@ -34,7 +43,7 @@ from ._wire import (
     env_value,
 )
 
-__all__ = ["RndProvider"]
+__all__ = ["MAX_BATCH", "RndProvider", "parse_batch", "parse_reply"]
 
 _log = logging.getLogger(__name__)
 
@@ -55,6 +64,16 @@ _ENV_REFRESH_TOKEN = "RECYCLECHECK_RND_REFRESH_TOKEN"  # noqa: S105 - a variable
 _ENV_COMPANY_ID = "RECYCLECHECK_RND_COMPANY_ID"
 _ENV_BASE_URL = "RECYCLECHECK_RND_BASE_URL"
 _DEFAULT_BASE_URL = "https://api.reassigned.us"
+_NAME = "rnd"
+
+#: Most ``tnList`` items one ``POST /api/tn`` carries.  No official RND API guide was
+#: available (PROVIDERS.md 3.2, whose bulk limits are a gap); 100 is what TxTRIA, a
+#: reseller documenting the same ``tnList`` shape, allows per call.
+MAX_BATCH = 100
+# After these a batch sends no more requests: its other chunks get the same error.
+_ENDS_BATCH = (ProviderRateLimited, ProviderAuthError)
+# Stands in a result list until every item is answered (each one is, by construction).
+_UNANSWERED: Result = ProviderResponseError("not answered", provider=_NAME)
 
 
 def _token_lifetime(token: str, now: float) -> float:
@@ -106,9 +125,12 @@ class RndProvider:
     ``disconnected`` ``yes`` -> ``ChangedSince(since, True)``, ``no`` ->
     ``ChangedSince(since, False)``, ``no_data`` -> :class:`NoData`.
     ``ca_bundle``, ``proxies`` and ``max_body`` configure the shared HTTP client.
+    :meth:`lookup_many` asks about many numbers, :data:`max_batch` a request.
     """
 
-    name: str = "rnd"
+    name: str = _NAME
+    #: Most numbers one ``tnList`` carries (see :data:`MAX_BATCH`).
+    max_batch: int = MAX_BATCH
 
     def __init__(
         self,
@@ -169,13 +191,75 @@ class RndProvider:
             if _log.isEnabledFor(logging.DEBUG):
                 _log.debug("rnd: %s not covered, no request made", mask_number(number))
             return NotCovered()
-        date = since.isoformat()
-        query = {"tnList": [{"tn": tn, "date": date, "companyId": self._company_id}]}
+        result = self._answer(self._query([(tn, since)]), tn, since)
+        if _log.isEnabledFor(logging.DEBUG):  # mask() parses the number: only when it shows
+            _log.debug("rnd: %s -> %s", mask_number(number), type(result).__name__)
+        return result
+
+    def lookup_many(self, items: Sequence[Item]) -> list[Result]:
+        """Ask about every ``(number, since)`` of ``items``, up to :attr:`max_batch` a request.
+
+        Returns one result per item, in order: the :data:`Answer`, or the
+        :class:`ProviderError` standing for it.  Numbers the RND does not cover
+        are :class:`NotCovered` without a request, as in :meth:`lookup`.  A
+        request never lists the same ``tn`` twice (replies are matched to
+        questions by ``tn``); an item repeating an earlier question shares its
+        answer.  A failure of a whole request (timeout, 5xx, 429, a refused
+        token, an unreadable answer) is the result of each of its items; after
+        a rate limit or a refusal no further request is sent and the items
+        left get the same error (a refused id token is dropped, so the next
+        call fetches a fresh one).  Everything runs under the deadline in
+        force.  Bad input raises :class:`InvalidInput` before any request.
+        """
+        asked = check_items(items)
+        results: list[Result] = [_UNANSWERED] * len(asked)
+        questions: list[tuple[int, str, tuple[str, dt.date]]] = []
+        for index, (number, since) in enumerate(asked):
+            tn = _us_tn(number)
+            if tn is None:
+                results[index] = NotCovered()
+            else:
+                questions.append((index, tn, (tn, since)))
+        requests = plan(questions, self.max_batch)
+        stop: ProviderError | None = None
+        sent = 0
+        for entries in requests:
+            if stop is None:
+                outcome, stop = self._batch(entries)
+                sent += 1
+            else:
+                outcome = [stop] * len(entries)
+            for entry, result in zip(entries, outcome, strict=True):
+                for index in entry.indices:
+                    results[index] = result
+        _log.debug("rnd batch: %d items, %d requests sent", len(asked), sent)
+        return results
+
+    def _batch(
+        self, entries: list[Entry[str, tuple[str, dt.date]]]
+    ) -> tuple[list[Result], ProviderError | None]:
+        """One ``tnList`` request: a result per entry, and the failure that ends the batch."""
+        asked = [entry.question for entry in entries]
+        try:
+            response = self._query(asked)
+            self._http.raise_for_status(response)
+            payload = self._http.json_body(response)
+        except ProviderError as exc:
+            failure = as_result(exc)
+            return [failure] * len(entries), failure if isinstance(failure, _ENDS_BATCH) else None
+        return parse_batch(payload, asked, self._company_id, status=response.status), None
+
+    def _query(self, asked: Sequence[tuple[str, dt.date]]) -> HttpResponse:
+        """POST one ``tnList`` with the id token; a refused token is dropped and raised."""
+        items = [
+            {"tn": tn, "date": since.isoformat(), "companyId": self._company_id}
+            for tn, since in asked
+        ]
         response = self._http.request(
             "POST",
             f"{self._base}/api/tn",
             headers={"Authorization": self._tokens.get(), **_JSON},
-            body=json.dumps(query, separators=(",", ":")).encode("ascii"),
+            body=json.dumps({"tnList": items}, separators=(",", ":")).encode("ascii"),
         )
         if response.status in (401, 403):
             # Expired or revoked mid-life: drop it so a retry fetches a fresh one.
@@ -183,10 +267,13 @@ class RndProvider:
             raise ProviderAuthError(
                 "id token refused", provider=self.name, status=response.status, retryable=True
             )
-        answer = self._answer(response, tn, date, since)
-        if _log.isEnabledFor(logging.DEBUG):  # mask() parses the number: only when it shows
-            _log.debug("rnd: %s -> %s", mask_number(number), type(answer).__name__)
-        return answer
+        return response
+
+    def _answer(self, response: HttpResponse, tn: str, since: dt.date) -> Answer:
+        """Turn one single-number query response into an answer, or raise the ProviderError."""
+        self._http.raise_for_status(response)
+        payload = self._http.json_body(response)
+        return parse_reply(payload, tn, since, self._company_id, status=response.status)
 
     def _fetch_token(self) -> tuple[str, float]:
         body = json.dumps({"refreshToken": self._refresh_token}).encode("ascii")
@@ -206,24 +293,96 @@ class RndProvider:
         _log.debug("rnd: obtained a new id token")
         return token, _token_lifetime(token, time.time())
 
-    def _answer(self, response: HttpResponse, tn: str, date: str, since: dt.date) -> Answer:
-        """Turn one query response into an answer, or raise the matching ProviderError."""
-        self._http.raise_for_status(response)
-        strict = Strict(self.name, response.status)
-        answer = strict.obj(self._http.json_body(response), "answer")
-        replies = strict.field(answer, "replies", "replies")
-        if not isinstance(replies, list) or len(replies) != 1:
-            raise strict.error("replies is not a list of exactly one reply")
-        reply = strict.obj(replies[0], "reply")
-        if strict.field(reply, "tn", "tn") != tn:
-            raise strict.error("reply is for another number")
-        echoed = [reply[key] for key in ("dateProvided", "date") if key in reply]
-        if not echoed or any(value != date for value in echoed):
-            raise strict.error("reply is for another date")
-        if reply.get("companyId", self._company_id) != self._company_id:
-            raise strict.error("reply is for another company")
-        verdict = strict.string(strict.field(reply, "disconnected", "disconnected"), "disconnected")
-        if verdict not in _VERDICTS:
-            raise strict.error("disconnected is not yes, no or no_data")
-        changed = _VERDICTS[verdict]
-        return NoData() if changed is None else ChangedSince(since=since, changed=changed)
+
+def _read_reply(
+    strict: Strict, reply: dict[str, Any], tn: str, since: dt.date, company_id: str
+) -> Answer:
+    """One ``replies[]`` item about ``tn`` for ``since``, or raise ProviderResponseError."""
+    if strict.field(reply, "tn", "tn") != tn:
+        raise strict.error("reply is for another number")
+    date = since.isoformat()
+    echoed = [reply[key] for key in ("dateProvided", "date") if key in reply]
+    if not echoed or any(value != date for value in echoed):
+        raise strict.error("reply is for another date")
+    if reply.get("companyId", company_id) != company_id:
+        raise strict.error("reply is for another company")
+    verdict = strict.string(strict.field(reply, "disconnected", "disconnected"), "disconnected")
+    if verdict not in _VERDICTS:
+        raise strict.error("disconnected is not yes, no or no_data")
+    changed = _VERDICTS[verdict]
+    return NoData() if changed is None else ChangedSince(since=since, changed=changed)
+
+
+def parse_reply(
+    payload: object, tn: str, since: dt.date, company_id: str, *, status: int = 200
+) -> Answer:
+    """Turn a decoded 2xx ``/api/tn`` body asking about one ``tn`` into its answer.
+
+    Only exactly one reply, about ``tn``, echoing the date asked (``dateProvided``,
+    and ``date`` if present) and ``company_id`` (if present), with ``disconnected``
+    exactly ``yes``, ``no`` or ``no_data``, is an answer; anything else raises
+    :class:`ProviderResponseError`.
+    """
+    strict = Strict(_NAME, status)
+    answer = strict.obj(payload, "answer")
+    replies = strict.field(answer, "replies", "replies")
+    if not isinstance(replies, list) or len(replies) != 1:
+        raise strict.error("replies is not a list of exactly one reply")
+    return _read_reply(strict, strict.obj(replies[0], "reply"), tn, since, company_id)
+
+
+def parse_batch(
+    payload: object, asked: Sequence[tuple[str, dt.date]], company_id: str, *, status: int = 200
+) -> list[Result]:
+    """Turn a decoded 2xx ``/api/tn`` body into one result per ``(tn, since)`` asked, in order.
+
+    ``asked`` lists each 10-digit ``tn`` once.  Replies are matched to
+    questions by ``tn`` (the RND's order is not relied on) and each is read as
+    :meth:`RndProvider.lookup` reads its one reply: the echoed date and
+    ``companyId`` must be the ones asked and ``disconnected`` exactly ``yes``,
+    ``no`` or ``no_data``.  A question with no reply, with several, or with a
+    reply about another date or company gets a :class:`ProviderResponseError`;
+    a body that is not a list of replies, or that holds a reply about no
+    ``tn`` asked, gives one to every question.  Nothing here raises.
+    """
+    strict = Strict(_NAME, status)
+    try:
+        body = strict.obj(payload, "answer")
+        replies = strict.field(body, "replies", "replies")
+        if not isinstance(replies, list):
+            raise strict.error("replies is not a list")
+        found = _sort_replies(strict, replies, asked)
+    except ProviderResponseError as exc:
+        return [as_result(exc)] * len(asked)
+    return [
+        _reply_result(strict, matches, tn, since, company_id)
+        for matches, (tn, since) in zip(found, asked, strict=True)
+    ]
+
+
+def _sort_replies(
+    strict: Strict, replies: list[object], asked: Sequence[tuple[str, dt.date]]
+) -> list[list[dict[str, Any]]]:
+    """The replies about each ``tn`` asked, by position."""
+    by_tn = {tn: position for position, (tn, _since) in enumerate(asked)}
+    found: list[list[dict[str, Any]]] = [[] for _ in asked]
+    for raw in replies:
+        reply = strict.obj(raw, "reply")
+        tn = reply.get("tn")
+        if not isinstance(tn, str) or tn not in by_tn:
+            raise strict.error("a reply is about no number asked")
+        found[by_tn[tn]].append(reply)
+    return found
+
+
+def _reply_result(
+    strict: Strict, matches: list[dict[str, Any]], tn: str, since: dt.date, company_id: str
+) -> Result:
+    if not matches:
+        return strict.error("no reply for this number")
+    if len(matches) > 1:
+        return strict.error("several replies for this number")
+    try:
+        return _read_reply(strict, matches[0], tn, since, company_id)
+    except ProviderError as exc:
+        return as_result(exc)

@@ -626,7 +626,7 @@ def _response(body: bytes, status: int = 200) -> HttpResponse:
 def test_any_json_gives_an_answer_or_a_provider_error(payload: object, status: int) -> None:
     """Whatever JSON comes back, the parser returns an Answer or raises a ProviderError."""
     try:
-        _PARSER._answer(_response(json.dumps(payload).encode(), status), TN, "2024-02-29", SINCE)
+        _PARSER._answer(_response(json.dumps(payload).encode(), status), TN, SINCE)
     except ProviderError:
         return
     assert status == 200
@@ -638,7 +638,7 @@ def test_only_a_faithful_echo_with_a_known_verdict_is_an_answer(reply: dict[str,
     """An answer needs the same tn, every echoed date equal, our company, and yes/no/no_data."""
     body = json.dumps({"replies": [reply]}).encode()
     try:
-        answer = _PARSER._answer(_response(body), TN, "2024-02-29", SINCE)
+        answer = _PARSER._answer(_response(body), TN, SINCE)
     except ProviderResponseError:
         return
     dates = [reply[key] for key in ("dateProvided", "date") if key in reply]
