@@ -71,6 +71,7 @@ from ._sweep import (
     read_rows,
     skip_done,
 )
+from ._sweep import parse_bound_at as parse_binding
 from ._version import __version__
 from .exceptions import ConfigurationError, InvalidInput, InvalidPhoneNumber
 from .providers import Provider, SandboxProvider
@@ -143,20 +144,10 @@ _ECHOED = re.compile(r"'[^']*'|\+?\d[\d.-]*\d")
 
 def parse_bound_at(text: str) -> dt.datetime | dt.date:
     """Read ``YYYY-MM-DD`` as a date and an ISO 8601 timestamp (with offset or Z) as a datetime."""
-    value = text.strip()
-    if len(value) == 10:
-        try:
-            return dt.date.fromisoformat(value)
-        except ValueError:
-            pass
-    if value.endswith(("Z", "z")):
-        value = value[:-1] + "+00:00"
     try:
-        return dt.datetime.fromisoformat(value)
-    except ValueError:
-        raise InvalidInput(
-            "bound-at must be YYYY-MM-DD or an ISO 8601 timestamp with an offset"
-        ) from None
+        return parse_binding(text)
+    except InvalidInput as exc:
+        raise InvalidInput(f"--bound-at: {exc}") from None
 
 
 # -- argument parsing -------------------------------------------------------------------
