@@ -201,37 +201,35 @@ class Entry(Generic[K, Q]):
 def plan(questions: Sequence[tuple[int, K, Q]], limit: int) -> list[list[Entry[K, Q]]]:
     """Group ``(index, key, question)`` triples into requests of at most ``limit`` entries.
 
-    A question asked by several items is one entry listing them all; a key
-    appears at most once per request, so the same key with another question
-    (the same number, another date) goes to a later request.
+    A question asked by several items is one entry listing them all (equal
+    questions must have equal keys); a key appears at most once per request,
+    so the same key with another question (the same number, another date)
+    goes to a later request.
     """
     if limit < 1:
         raise ValueError("limit must be at least 1")
+    entries: dict[Q, Entry[K, Q]] = {}
     requests: list[dict[K, Entry[K, Q]]] = []
     first_open = 0  # every request before this one is full
     for index, key, question in questions:
-        home = _home(requests[first_open:], key, question, limit)
-        if home is None:
-            requests.append({key: Entry(key, question, index)})
-        elif key in home:
-            home[key].indices.append(index)
-        else:
-            home[key] = Entry(key, question, index)
+        entry = entries.get(question)
+        if entry is not None:
+            entry.indices.append(index)
+            continue
+        entry = entries[question] = Entry(key, question, index)
+        _home(requests, first_open, key, limit)[key] = entry
         while first_open < len(requests) and len(requests[first_open]) >= limit:
             first_open += 1
     return [list(request.values()) for request in requests]
 
 
 def _home(
-    requests: Sequence[dict[K, Entry[K, Q]]], key: K, question: Q, limit: int
-) -> dict[K, Entry[K, Q]] | None:
-    """The first request that asks ``question`` already, or has room and no ``key``."""
-    for request in requests:
-        entry = request.get(key)
-        if entry is not None:
-            if entry.question == question:
-                return request
-            continue  # this request already asks about the key: a later one
-        if len(request) < limit:
+    requests: list[dict[K, Entry[K, Q]]], start: int, key: K, limit: int
+) -> dict[K, Entry[K, Q]]:
+    """The first request from ``start`` with room and without ``key``; a new one if none."""
+    for position in range(start, len(requests)):
+        request = requests[position]
+        if key not in request and len(request) < limit:
             return request
-    return None
+    requests.append({})
+    return requests[-1]

@@ -24,8 +24,9 @@ from ..exceptions import ConfigurationError
 from ..providers._sandbox import Scripted
 from . import _wire_aliyun, _wire_camara, _wire_rnd, _wire_telesign, _wire_twilio
 from ._backend import Backend, Credentials
-from ._faults import Hang, Reset, fault_for_error
+from ._faults import Hang, Reset
 from ._wire_base import Incoming, Parsed, Wire, fault_reply
+from ._wire_batch import scripted_fault
 
 if TYPE_CHECKING:
     import requests
@@ -75,13 +76,12 @@ def _callback(
         if endpoint is None:
             return 404, {"Content-Type": "application/json"}, b'{"error": "not found"}'
         parsed: Parsed = wire.parse(incoming, endpoint, backend)
-        failure = backend.failure(parsed.number) if endpoint == "lookup" else None
-        if failure is None:
+        fault = scripted_fault(parsed, backend) if parsed.endpoint in ("lookup", "batch") else None
+        if fault is None:
             reply = wire.respond(incoming, parsed, backend)
         else:
             import requests  # noqa: PLC0415 - only for the exception types
 
-            fault = fault_for_error(failure)
             if isinstance(fault, Hang):
                 return requests.exceptions.ReadTimeout("scripted timeout")
             if isinstance(fault, Reset):  # pragma: no cover - no ProviderError maps to it
@@ -112,11 +112,16 @@ def mock_twilio(
     base_url: str = _wire_twilio.DEFAULT_BASE_URL,
     credentials: Credentials | None = None,
 ) -> None:
-    """Answer Twilio Lookup v2 ``GET {base_url}/v2/PhoneNumbers/{number}`` from ``numbers``."""
+    """Answer Twilio Lookup v2 from ``numbers``.
+
+    Both ``GET {base_url}/v2/PhoneNumbers/{number}`` and the batch endpoint
+    ``POST {base_url}/v2/batch/query`` are mocked.
+    """
     base, path = _base(base_url, "base_url")
     backend = Backend(numbers, credentials=credentials)
     callback = _callback(_wire_twilio.WIRE, backend, path)
     _register(rsps, "GET", re.escape(base) + r"/v2/PhoneNumbers/[^/?#]+", callback)
+    _register(rsps, "POST", re.escape(base + _wire_twilio.BATCH_PATH), callback)
 
 
 def mock_telesign(
@@ -181,7 +186,10 @@ def mock_rnd(
     base_url: str = _wire_rnd.DEFAULT_BASE_URL,
     credentials: Credentials | None = None,
 ) -> None:
-    """Answer the RND's id-token endpoint and ``POST {base_url}/api/tn`` from ``numbers``."""
+    """Answer the RND's id-token endpoint and ``POST {base_url}/api/tn`` from ``numbers``.
+
+    A ``tnList`` of any length (up to 100, a batch) is answered item by item.
+    """
     base, path = _base(base_url, "base_url")
     backend = Backend(numbers, credentials=credentials)
     callback = _callback(_wire_rnd.WIRE, backend, path)

@@ -46,9 +46,9 @@ from ._faults import (
     Latency,
     Reset,
     SlowDrip,
-    fault_for_error,
 )
 from ._wire_base import Incoming, Parsed, Reply, Wire, fault_reply
+from ._wire_batch import BatchParsed, scripted_fault
 
 __all__ = ["FakeProviderServer", "RecordedRequest"]
 
@@ -83,16 +83,20 @@ class RecordedRequest:
     """One request the server received, for assertions.
 
     ``provider`` is the wire format it was routed to (``"unknown"`` when
-    none), ``endpoint`` ``"lookup"`` or ``"token"``; ``number`` the E.164
-    number a lookup asked about (``None`` when absent or, for a hash,
-    unmatched) and ``since`` the first day a change would count for it;
-    ``fault`` the injected fault that answered it, if any.  ``ended`` says
+    none), ``endpoint`` ``"lookup"``, ``"batch"`` or ``"token"``; ``number``
+    the E.164 number a lookup asked about (``None`` when absent or, for a
+    hash, unmatched) and ``since`` the first day a change would count for it;
+    a batch (Twilio's ``POST /v2/batch/query``, an RND ``tnList`` of several
+    items) has ``numbers`` instead, every number it asked about in request
+    order (``None`` where unreadable; :attr:`count` of them, shown masked by
+    :attr:`masked_numbers`); ``fault`` the injected fault that answered it, if
+    any.  ``ended`` says
     how the server's answer ended: ``None`` while it is still being sent (a
     drip, a hang), ``"sent"`` once all of it was written, ``"client_closed"``
     when the client hung up first, ``"reset"`` for a :class:`Reset`, and
     ``"stopped"`` when the server stopped mid-answer.  Each record is a
     snapshot: read :attr:`FakeProviderServer.requests` again to see a later
-    ``ended``.  The ``repr`` shows only the masked number.
+    ``ended``.  The ``repr`` shows only the masked number (a batch's count).
     """
 
     provider: str
@@ -106,20 +110,32 @@ class RecordedRequest:
     since: dt.date | None = None
     fault: Fault | None = None
     ended: str | None = None
+    numbers: tuple[str | None, ...] = attrs.field(default=(), repr=False)
 
     @property
     def masked(self) -> str | None:
         """The number, masked for display (``+86 138****8000``), or ``None``."""
         return None if self.number is None else mask(self.number)
 
+    @property
+    def count(self) -> int:
+        """How many numbers a batch asked about (0 for any other request)."""
+        return len(self.numbers)
+
+    @property
+    def masked_numbers(self) -> tuple[str | None, ...]:
+        """A batch's numbers, masked for display, in request order."""
+        return tuple(None if number is None else mask(number) for number in self.numbers)
+
     def json(self) -> Any:
         """The body decoded as JSON (``None`` when it is not JSON)."""
         return Incoming(self.method, self.path, self.query, self.headers, self.body, "").json()
 
     def __repr__(self) -> str:
+        asked = f"count={self.count}" if self.numbers else f"number={self.masked}"
         return (
             f"<RecordedRequest {self.provider} {self.endpoint} {self.method} "
-            f"number={self.masked} since={self.since} fault={self.fault!r} ended={self.ended}>"
+            f"{asked} since={self.since} fault={self.fault!r} ended={self.ended}>"
         )
 
 
@@ -608,7 +624,8 @@ class FakeProviderServer:
         ``times=N`` fires it for the next N matching requests, then stops (e.g.
         ``inject(ServerError(), times=2)``: two 503s, then normal answers).
         A number's own faults win over global ones; earlier injections first.
-        Global faults also hit token endpoints.
+        Global faults also hit token endpoints.  A batch request listing
+        ``number`` is a matching request: the fault answers the whole batch.
         """
         if not isinstance(fault, FAULT_TYPES):
             raise ConfigurationError("fault must be one of the recyclecheck.testing faults")
@@ -642,11 +659,16 @@ class FakeProviderServer:
             self._faults.clear()
         self._backend.reset()
 
-    def _take_fault(self, number: str | None) -> Fault | None:
+    def _take_fault(self, parsed: Parsed) -> Fault | None:
+        """The injected fault for this request (a number's own first), counting it down."""
+        if isinstance(parsed, BatchParsed):
+            asked = {number for number in parsed.numbers if number is not None}
+        else:
+            asked = {parsed.number} if parsed.number is not None else set()
         with self._lock:
-            for wanted in (number, None) if number is not None else (None,):
+            for own in (True, False) if asked else (False,):
                 for armed in self._faults:
-                    if armed.number == wanted:
+                    if (armed.number in asked) if own else armed.number is None:
                         if armed.remaining is not None:
                             armed.remaining -= 1
                             if armed.remaining <= 0:
@@ -660,12 +682,11 @@ class FakeProviderServer:
         """Route, record and answer one request; the reply is None for transport faults."""
         wire, endpoint = _route(incoming)
         parsed = wire.parse(incoming, endpoint, self._backend)
-        fault = self._take_fault(parsed.number)
-        if fault is None and endpoint == "lookup":
-            failure = self._backend.failure(parsed.number)
-            fault = None if failure is None else fault_for_error(failure)
+        fault = self._take_fault(parsed)
+        if fault is None and parsed.endpoint in ("lookup", "batch"):
+            fault = scripted_fault(parsed, self._backend)
         record = self._record(
-            wire.name, endpoint if wire is not _NOT_FOUND else None, incoming, parsed, fault
+            wire.name, parsed.endpoint if wire is not _NOT_FOUND else None, incoming, parsed, fault
         )
         reply: Reply | None
         if fault is None or isinstance(fault, DELIVERY_FAULTS):
@@ -675,11 +696,13 @@ class FakeProviderServer:
         else:
             reply = fault_reply(wire, incoming, parsed, fault)
         _log.debug(
-            "fake %s %s %s number=%s -> %s",
+            "fake %s %s %s %s -> %s",
             wire.name,
-            endpoint,
+            parsed.endpoint,
             incoming.method,
-            "-" if parsed.number is None else mask(parsed.number),
+            f"count={len(parsed.numbers)}"
+            if isinstance(parsed, BatchParsed)
+            else f"number={'-' if parsed.number is None else mask(parsed.number)}",
             reply.status if reply is not None else type(fault).__name__,
         )
         return fault, reply, record
@@ -703,6 +726,7 @@ class FakeProviderServer:
             number=parsed.number,
             since=parsed.since,
             fault=fault,
+            numbers=parsed.numbers if isinstance(parsed, BatchParsed) else (),
         )
         with self._lock:
             self._requests.append(record)

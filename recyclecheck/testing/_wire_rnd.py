@@ -24,6 +24,13 @@ The RND has no separate "not covered" answer: "no data" is what it says for a
 date before its records begin, and a number it holds no record of reads as
 "no" after that, even one outside the US (which the adapter never asks about;
 see :mod:`._coverage`).
+
+A ``tnList`` of several items is a batch (recorded with endpoint ``"batch"``
+and every number asked); the replies come in request order, each rendered as
+above.  A ``tnList`` of more than 100 items (the per-call limit TxTRIA, a
+reseller of the same API, documents) or with any malformed item is a 400 for
+the whole request.  The RND has no per-item error, so a number scripted with a
+``ProviderError`` fails the whole request it is listed in.
 """
 
 from __future__ import annotations
@@ -36,8 +43,9 @@ from ..providers._answers import Answer
 from ._backend import Backend
 from ._coverage import rnd_verdict
 from ._wire_base import Incoming, Parsed, Reply, Verdict
+from ._wire_batch import BatchParsed
 
-__all__ = ["DEFAULT_BASE_URL", "ID_TOKEN_PATH", "WIRE", "RndWire", "render_reply"]
+__all__ = ["DEFAULT_BASE_URL", "ID_TOKEN_PATH", "MAX_TNS", "WIRE", "RndWire", "render_reply"]
 
 #: Where the RND API lives.
 DEFAULT_BASE_URL = "https://api.reassigned.us"
@@ -46,7 +54,8 @@ ID_TOKEN_PATH = "/b/public/api/idToken"  # noqa: S105 - a path, not a secret
 _QUERY_PATH = "/api/tn"
 _TN = re.compile(r"[2-9][0-9]{2}[2-9][0-9]{6}")
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-_MAX_TNS = 100
+#: Most ``tnList`` items one query may carry.
+MAX_TNS = 100
 
 
 def render_reply(tn: str, date: str, company_id: str, answer: Answer) -> dict[str, object]:
@@ -63,6 +72,11 @@ def _message(status: int, text: str) -> Reply:
 def _query_items(payload: object) -> list[object] | None:
     items = payload.get("tnList") if isinstance(payload, dict) else None
     return items if isinstance(items, list) else None
+
+
+def _item_number(item: object) -> str | None:
+    tn = item.get("tn") if isinstance(item, dict) else None
+    return "+1" + tn if isinstance(tn, str) and _TN.fullmatch(tn) else None
 
 
 def _item_date(item: object) -> dt.date | None:
@@ -87,13 +101,13 @@ class RndWire:
         return {ID_TOKEN_PATH: "token", _QUERY_PATH: "lookup"}.get(route)
 
     def parse(self, request: Incoming, endpoint: str, backend: Backend) -> Parsed:
-        """The first ``tnList`` item's number (as +1 E.164) and date."""
+        """The ``tnList`` item's number (as +1 E.164) and date; a batch's numbers."""
         items = _query_items(request.json()) if endpoint == "lookup" else None
         if not items:
             return Parsed(endpoint)
-        tn = items[0].get("tn") if isinstance(items[0], dict) else None
-        number = "+1" + tn if isinstance(tn, str) and _TN.fullmatch(tn) else None
-        return Parsed(endpoint, number, _item_date(items[0]))
+        if len(items) > 1:
+            return BatchParsed("batch", numbers=tuple(_item_number(item) for item in items))
+        return Parsed(endpoint, _item_number(items[0]), _item_date(items[0]))
 
     def respond(  # noqa: PLR0911 - one early return per refusal the service sends
         self, request: Incoming, parsed: Parsed, backend: Backend
@@ -105,7 +119,7 @@ class RndWire:
         if not token or (backend.credentials is not None and not backend.token_valid("rnd", token)):
             return self.refused(request, parsed)
         items = _query_items(request.json())
-        if not items or len(items) > _MAX_TNS:
+        if not items or len(items) > MAX_TNS:
             return _message(400, "tnList must hold 1 to 100 items")
         replies = []
         today = dt.datetime.now(dt.timezone.utc).date()

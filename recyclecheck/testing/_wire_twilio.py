@@ -20,6 +20,31 @@ US                                     country)
 The package is "only available for US phone numbers", so a number of any other
 country (Canada and the Caribbean included) gets 60607 whatever its script
 (see :mod:`._coverage`).
+
+``POST /v2/batch/query`` (Basic auth as above) takes ``{"phone_numbers": [{
+"correlation_id", "phone_number", "fields": ["reassigned_number"],
+"reassigned_number": {"last_verified_date": "YYYYMMDD"}}, ...]}`` and answers
+``{"phone_numbers": [...]}``, one item per request item in order: the Lookup
+body above (without ``url``) plus the ``correlation_id`` echoed and
+``twilio_error_code``.  Per item:
+
+=====================================  ====================================
+request item                           answer item
+=====================================  ====================================
+the same number again in one request   ``twilio_error_code`` 60626
+number scripted with a                 ``twilio_error_code``: 60616
+``ProviderError``                      (``ProviderRateLimited``), 60606
+                                       (``ProviderAuthError``), 60600
+                                       (``ProviderResponseError``), 60608
+                                       (timeouts and outages)
+no or a malformed                      ``twilio_error_code`` 60600
+``last_verified_date``
+otherwise                              as ``GET /v2/PhoneNumbers`` answers
+=====================================  ====================================
+
+A body without a list of 1 to :data:`MAX_BATCH` items is a 400 (error 60600).
+Twilio documents no maximum; the fake refuses more than the adapter's own cap,
+so a chunking slip shows.
 """
 
 from __future__ import annotations
@@ -30,18 +55,38 @@ import datetime as dt
 import hmac
 import re
 import urllib.parse
+from typing import Any
 
 import phonenumbers
 
+from ..exceptions import (
+    ProviderAuthError,
+    ProviderError,
+    ProviderRateLimited,
+    ProviderResponseError,
+)
 from ..providers._answers import Answer
+from ..providers.twilio import MAX_BATCH
 from ._backend import Backend
 from ._coverage import twilio_covers, twilio_verdict
 from ._wire_base import Incoming, Parsed, Reply, Verdict
+from ._wire_batch import BatchParsed
 
-__all__ = ["DEFAULT_BASE_URL", "WIRE", "TwilioWire", "error_body", "render_lookup"]
+__all__ = [
+    "BATCH_PATH",
+    "DEFAULT_BASE_URL",
+    "MAX_BATCH",
+    "WIRE",
+    "TwilioWire",
+    "error_body",
+    "render_batch_item",
+    "render_lookup",
+]
 
 #: Where Twilio's Lookup API lives.
 DEFAULT_BASE_URL = "https://lookups.twilio.com"
+#: The batch endpoint, relative to the base URL.
+BATCH_PATH = "/v2/batch/query"
 
 _PATH = re.compile(r"/v2/PhoneNumbers/([^/]+)")
 _YYYYMMDD = re.compile(r"([0-9]{4})([0-9]{2})([0-9]{2})")
@@ -64,6 +109,19 @@ _MESSAGES = {
     20503: "Service Unavailable",
     60600: "Unprocessable or invalid request",
 }
+_INVALID = 60600
+_REPEATED = 60626  # the same phone number more than once in one bulk request
+
+
+def _failure_code(error: ProviderError) -> int:
+    """The ``twilio_error_code`` a batch item scripted with ``error`` carries."""
+    if isinstance(error, ProviderRateLimited):
+        return 60616  # the package's request rate
+    if isinstance(error, ProviderAuthError):
+        return 60606  # the package is not enabled for the account
+    if isinstance(error, ProviderResponseError):
+        return _INVALID
+    return 60608  # Twilio's data source failed (timeouts and outages alike)
 
 
 def error_body(code: int, status: int) -> dict[str, object]:
@@ -145,6 +203,54 @@ def _package(number: str, asked: dt.date, answer: Answer) -> dict[str, object]:
     }
 
 
+def render_batch_item(
+    item: object, backend: Backend, *, repeated: bool = False
+) -> dict[str, object]:
+    """The answer item for one request item of ``POST /v2/batch/query``."""
+    fields: dict[str, Any] = item if isinstance(item, dict) else {}
+    raw = fields.get("phone_number")
+    raw = raw if isinstance(raw, str) else ""
+    e164 = _e164(raw)
+    body = _lookup_body(raw, e164, "")
+    del body["url"]
+    correlation = fields.get("correlation_id")
+    result: dict[str, object] = {
+        "correlation_id": correlation if isinstance(correlation, str) else None,
+        "twilio_error_code": None,
+        **body,
+    }
+    wanted = fields.get("fields")
+    if e164 is None or not isinstance(wanted, list) or "reassigned_number" not in wanted:
+        return result  # invalid numbers in-band; unrequested packages null
+    failure = backend.failure(e164)
+    since = _batch_date(fields.get("reassigned_number"))
+    if repeated:
+        result["twilio_error_code"] = _REPEATED
+    elif failure is not None:
+        result["twilio_error_code"] = _failure_code(failure)
+    elif since is None:
+        result["twilio_error_code"] = _INVALID
+    else:
+        result["reassigned_number"] = _package(e164, since, backend.answer(e164))
+    return result
+
+
+def _batch_date(options: object) -> dt.date | None:
+    value = options.get("last_verified_date") if isinstance(options, dict) else None
+    return _date(value) if isinstance(value, str) else None
+
+
+def _batch_items(request: Incoming) -> list[object] | None:
+    payload = request.json()
+    items = payload.get("phone_numbers") if isinstance(payload, dict) else None
+    return items if isinstance(items, list) else None
+
+
+def _item_number(item: object) -> str | None:
+    raw = item.get("phone_number") if isinstance(item, dict) else None
+    return _e164(raw) if isinstance(raw, str) else None
+
+
 def _package_error(code: str) -> dict[str, object]:
     return {"last_verified_date": None, "is_number_reassigned": None, "error_code": code}
 
@@ -155,11 +261,17 @@ class TwilioWire:
     name = "twilio"
 
     def route(self, method: str, route: str) -> str | None:
-        """``GET /v2/PhoneNumbers/{number}`` is the lookup."""
+        """``GET /v2/PhoneNumbers/{number}`` is the lookup, ``POST /v2/batch/query`` the batch."""
+        if method == "POST" and route == BATCH_PATH:
+            return "batch"
         return "lookup" if method == "GET" and _PATH.fullmatch(route) else None
 
     def parse(self, request: Incoming, endpoint: str, backend: Backend) -> Parsed:
-        """The number from the path, the date from ``LastVerifiedDate``."""
+        """The number from the path, the date from ``LastVerifiedDate``; a batch's numbers."""
+        if endpoint == "batch":
+            items = _batch_items(request) or []
+            numbers = tuple(_item_number(item) for item in items)
+            return BatchParsed(endpoint, numbers=numbers, per_item_failures=True)
         match = _PATH.fullmatch(request.route)
         raw = urllib.parse.unquote(match.group(1)) if match else ""
         return Parsed(endpoint, _e164(raw), _date(request.params().get("LastVerifiedDate")))
@@ -168,6 +280,8 @@ class TwilioWire:
         """Check Basic auth, then answer the Lookup."""
         if backend.credentials is not None and not self._authorised(request, backend):
             return self.refused(request, parsed)
+        if isinstance(parsed, BatchParsed):
+            return self._batch(request, parsed, backend)
         match = _PATH.fullmatch(request.route)
         raw = urllib.parse.unquote(match.group(1)) if match else ""
         params = request.params()
@@ -179,6 +293,22 @@ class TwilioWire:
             return Reply.json(400, error_body(60600, 400))
         answer = backend.answer(parsed.number)
         return render_lookup(parsed.number, parsed.since, answer, base_url=request.base_url)
+
+    @staticmethod
+    def _batch(request: Incoming, parsed: BatchParsed, backend: Backend) -> Reply:
+        """Answer each item of a batch, in order; a body of no usable items is a 400."""
+        items = _batch_items(request)
+        if not items or len(items) > MAX_BATCH:
+            return Reply.json(400, error_body(_INVALID, 400))
+        counts: dict[str, int] = {}
+        for number in parsed.numbers:
+            if number is not None:
+                counts[number] = counts.get(number, 0) + 1
+        answers = [
+            render_batch_item(item, backend, repeated=number is not None and counts[number] > 1)
+            for item, number in zip(items, parsed.numbers, strict=True)
+        ]
+        return Reply.json(200, {"phone_numbers": answers})
 
     @staticmethod
     def _authorised(request: Incoming, backend: Backend) -> bool:
