@@ -65,6 +65,18 @@ class Provider(Protocol):
     an :data:`Answer` or raises a :class:`~recyclecheck.ProviderError`.  It may
     block; the Guard runs it on a bounded worker pool under a deadline, which
     :func:`recyclecheck.providers.remaining_time` exposes to the provider.
+
+    Optional, not part of this protocol's checks: a provider with a batch
+    endpoint may also offer ``lookup_many(items) -> list[Answer | ProviderError]``,
+    where ``items`` is a sequence of ``(number, since)`` pairs (E.164, plain
+    ``date``; each item its own ``since``).  It returns one result per item, in
+    order: the answer, or the ``ProviderError`` standing for that item (a failed
+    request is the error of each of its items), and raises only for bad input,
+    before any I/O.  The whole batch runs under the deadline in force; an
+    answer about a number or date not asked is never returned.  Sweeps call
+    ``recyclecheck._batch.lookup_many(provider, items)``, which uses it where
+    it exists and calls ``lookup`` item by item where it does not.
+    ``RndProvider`` and ``TwilioProvider`` have one.
     """
 
     name: str
