@@ -296,12 +296,13 @@ class RedisTokenBucket:
         """
         if not self._redis_worth_asking():
             return self.fallback.try_acquire()
+        started = time.monotonic()
         try:
             granted = self._take()
         except Exception as exc:  # RedisError, OSError, or anything a client may raise
             self._failed(exc)
             return self.fallback.try_acquire()
-        self._answered()
+        self._answered(started)
         return granted
 
     # -- helpers ----------------------------------------------------------------------
@@ -347,17 +348,24 @@ class RedisTokenBucket:
                 self.name,
             )
 
-    def _answered(self) -> None:
+    def _answered(self, started: float) -> None:
+        """A call that started after the outage began got through: Redis is back.
+
+        One already under way when the outage began proves nothing (a timeout
+        that hit its neighbour may not have hit it), so it does not end it.
+        """
         if self._down_since is None:
             return
         with self._lock:
-            since, self._down_since = self._down_since, None
-        if since is not None:
-            logger.warning(
-                "recyclecheck redis quota back: bucket=%s after %.1fs paced locally",
-                self.name,
-                time.monotonic() - since,
-            )
+            since = self._down_since
+            if since is None or started < since:
+                return
+            self._down_since = None
+        logger.warning(
+            "recyclecheck redis quota back: bucket=%s after %.1fs paced locally",
+            self.name,
+            time.monotonic() - since,
+        )
 
 
 def fast_redis_client(url: str) -> redis.Redis:
