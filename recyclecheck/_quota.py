@@ -38,19 +38,19 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
 
 from ._deadline import remaining_time
+from ._redis_client import (
+    check_fast_client,
+    fast_redis_client,
+)
 from .exceptions import ConfigurationError
 
 if TYPE_CHECKING:  # redis is the optional extra ``recyclecheck[redis]``
     import redis
 
-__all__ = ["Quota", "RedisTokenBucket", "TokenBucket", "fast_redis_client", "quotas_by_provider"]
+__all__ = ["Quota", "RedisTokenBucket", "TokenBucket", "quotas_by_provider"]
 
 logger = logging.getLogger("recyclecheck")
 
-#: The socket timeouts (seconds) of the clients ``from_url`` builds: Redis sits on a login path.
-FAST_SOCKET_TIMEOUT: Final = 0.05
-#: The longest socket timeout (seconds) a RedisTokenBucket's client may use.
-MAX_SOCKET_TIMEOUT: Final = 0.5
 #: While Redis is failing, one call in this many seconds tries it again; the rest pace locally.
 REDIS_RETRY_INTERVAL: Final = 1.0
 #: Token counts are floats: a bucket short of a whole token by less than this still grants one.
@@ -158,48 +158,15 @@ class TokenBucket:
 
 
 def _check_fast_client(client: object) -> float:
-    """Refuse a client that could hold a call for long; return its worst case (seconds).
+    """Refuse a client without a bucket's commands, or too slow; return its worst case.
 
-    The worst case is a connect plus a read timeout.  Only what the client
-    exposes in ``connection_pool.connection_kwargs`` can be checked (plain
-    ``redis.Redis``, Sentinel); other clients are trusted to be as fast as
-    :data:`MAX_SOCKET_TIMEOUT` allows.
+    The timeout rule is :func:`~recyclecheck._redis_client.check_fast_client`'s.
     """
     if not callable(getattr(client, "evalsha", None)) or not callable(
         getattr(client, "script_load", None)
     ):
         raise ConfigurationError("client must be a redis.Redis (or have evalsha and script_load)")
-    kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", None)
-    if not isinstance(kwargs, Mapping):
-        return 2 * MAX_SOCKET_TIMEOUT
-    timeouts = {"socket_timeout": kwargs.get("socket_timeout")}
-    if "path" not in kwargs:  # a unix socket connects or fails at once
-        connect = kwargs.get("socket_connect_timeout")
-        if connect is None and "socket_connect_timeout" in kwargs:
-            connect = timeouts["socket_timeout"]  # redis-py connects within socket_timeout then
-        timeouts["socket_connect_timeout"] = connect
-    worst_case = 0.0
-    for name, value in timeouts.items():
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or not 0 < value <= MAX_SOCKET_TIMEOUT
-        ):
-            raise ConfigurationError(
-                f"build the Redis client with {name}= between 0 and {MAX_SOCKET_TIMEOUT:g} "
-                f"seconds (e.g. {FAST_SOCKET_TIMEOUT:g}), or use RedisTokenBucket.from_url: "
-                f"a quota is asked on the login path"
-            )
-        worst_case += value
-    retry = kwargs.get("retry")
-    get_retries = getattr(retry, "get_retries", None)
-    retries = get_retries() if callable(get_retries) else int(bool(kwargs.get("retry_on_timeout")))
-    if retries:
-        raise ConfigurationError(
-            "build the Redis client with retry=Retry(NoBackoff(), 0), or use "
-            "RedisTokenBucket.from_url: a retry with backoff can hold every login for seconds"
-        )
-    return worst_case
+    return check_fast_client(client, user="RedisTokenBucket")
 
 
 def _is_noscript(exc: Exception) -> bool:
@@ -366,41 +333,6 @@ class RedisTokenBucket:
             self.name,
             time.monotonic() - since,
         )
-
-
-def fast_redis_client(url: str) -> redis.Redis:
-    """A ``redis.Redis`` for ``url`` that fails fast enough for a login path.
-
-    :data:`FAST_SOCKET_TIMEOUT` socket and connect timeouts, no retries.
-    Options in the URL's query string win (redis-py's rule), so a URL asking
-    for slower timeouts is then refused by the bucket's or cache's check.
-    Raises :class:`~recyclecheck.ConfigurationError` (which never shows the
-    URL: it may hold a password) for a URL that is not a Redis URL, or when
-    redis-py is not installed.
-    """
-    if not isinstance(url, str):
-        raise ConfigurationError("url must be a str: redis://, rediss:// or unix://")
-    try:
-        import redis  # noqa: PLC0415 - the optional extra, loaded only when used
-        from redis.backoff import NoBackoff  # noqa: PLC0415
-        from redis.retry import Retry  # noqa: PLC0415
-    except ImportError:
-        raise ConfigurationError(
-            "a Redis URL needs redis-py: pip install 'recyclecheck[redis]'"
-        ) from None
-    try:
-        return redis.Redis.from_url(
-            url,
-            socket_timeout=FAST_SOCKET_TIMEOUT,
-            socket_connect_timeout=FAST_SOCKET_TIMEOUT,
-            retry=Retry(NoBackoff(), 0),
-            retry_on_timeout=False,
-        )
-    except (ValueError, TypeError):
-        raise ConfigurationError(
-            "url is not a usable Redis URL (redis://, rediss:// or unix://, with valid "
-            "query options)"
-        ) from None
 
 
 def quotas_by_provider(quota: object, names: Iterable[str]) -> dict[str, Quota]:

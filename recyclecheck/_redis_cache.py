@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ._cache import DEFAULT_CHANGE_TTL, DEFAULT_TTL, seconds
 from ._facts import Fact
-from ._quota import fast_redis_client
+from ._redis_client import check_fast_client, fast_redis_client
 from ._resilience import CircuitBreaker
 from ._secrets import secret_bytes
 from .exceptions import ConfigurationError
@@ -51,7 +51,6 @@ __all__ = ["RedisCache"]
 logger = logging.getLogger("recyclecheck")
 
 #: The longest socket timeout (seconds) a client may use: a cache read sits on the login path.
-MAX_SOCKET_TIMEOUT: Final = 0.5
 #: Consecutive Redis failures after which the cache stops calling Redis for a while...
 BREAKER_THRESHOLD: Final = 3
 #: ...and for how long (seconds) before one call probes it again.
@@ -72,45 +71,15 @@ def _derive(secret: bytes, info: bytes) -> bytes:
 
 
 def _check_client(client: object) -> None:
-    """Refuse a client that could hold a login for seconds when Redis is unwell.
-
-    Only what the client exposes in ``connection_pool.connection_kwargs`` can be
-    checked (plain ``redis.Redis``, Sentinel); other clients are trusted.
-    """
+    """Refuse a client that could hold a login for seconds when Redis is unwell."""
     if not callable(getattr(client, "get", None)) or not callable(getattr(client, "set", None)):
         raise ConfigurationError("client must be a redis.Redis (or have get() and set())")
-    pool = getattr(client, "connection_pool", None)
-    kwargs = getattr(pool, "connection_kwargs", None)
-    if not isinstance(kwargs, Mapping):
-        return
-    if kwargs.get("decode_responses"):
+    kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", None)
+    if isinstance(kwargs, Mapping) and kwargs.get("decode_responses"):
         raise ConfigurationError(
             "RedisCache stores bytes: build the client without decode_responses"
         )
-    names = ["socket_timeout"]
-    if "path" not in kwargs:  # a unix socket connects or fails at once
-        names.append("socket_connect_timeout")
-    for name in names:
-        value = kwargs.get(name)
-        if value is None and name in kwargs and name != "socket_timeout":
-            value = kwargs.get("socket_timeout")  # redis-py connects with socket_timeout then
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or not 0 < value <= MAX_SOCKET_TIMEOUT
-        ):
-            raise ConfigurationError(
-                f"build the Redis client with {name}= between 0 and {MAX_SOCKET_TIMEOUT:g} "
-                f"seconds (e.g. 0.05): a cache read sits on the login path"
-            )
-    retry = kwargs.get("retry")
-    get_retries = getattr(retry, "get_retries", None)
-    retries = get_retries() if callable(get_retries) else int(bool(kwargs.get("retry_on_timeout")))
-    if retries:
-        raise ConfigurationError(
-            "build the Redis client with retry=Retry(NoBackoff(), 0): a cache miss costs one "
-            "provider call, a retry with backoff can hold every login for seconds"
-        )
+    check_fast_client(client, user="RedisCache")
 
 
 class RedisCache:

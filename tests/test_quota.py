@@ -40,7 +40,7 @@ from recyclecheck import (
     Router,
     TokenBucket,
 )
-from recyclecheck._quota import FAST_SOCKET_TIMEOUT
+from recyclecheck._redis_client import FAST_SOCKET_TIMEOUT
 from recyclecheck.providers import Answer, LastChange
 
 from .crowd import rounds, run_together

@@ -18,7 +18,8 @@ import pytest
 
 from recyclecheck import Action, ConfigurationError, FactCache, Guard, Reason
 from recyclecheck._facts import Fact
-from recyclecheck._redis_cache import MAX_SOCKET_TIMEOUT, RedisCache
+from recyclecheck._redis_cache import RedisCache
+from recyclecheck._redis_client import MAX_SOCKET_TIMEOUT
 from recyclecheck.providers import LastChange
 
 from .fakes import ScriptedProvider
