@@ -108,3 +108,15 @@ def test_cli_routes_file_routes_by_country(
     assert json.loads(capsys.readouterr().out)["provider"] == "twilio"
     routes.write_text("{not json")
     assert main(["check", US, "--bound-at", "2022-05-10", "--routes", str(routes)]) == 1
+
+
+@pytest.mark.parametrize("name", sorted(PROVIDERS))
+def test_the_testing_kit_knows_every_registered_provider(name: str) -> None:
+    """The responses mocks and the fake server's wires cover exactly the registry."""
+    from recyclecheck.testing import mock_provider  # noqa: PLC0415
+    from recyclecheck.testing._server import WIRES  # noqa: PLC0415
+
+    options = {"api_root": "https://operator.example/camara"} if name == "camara" else {}
+    with mock_provider(name, {US: None}, **options):
+        pass
+    assert {wire.name for wire in WIRES} == set(PROVIDERS)
