@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from . import _telemetry
 from ._answers import NotCovered, Provider
 from ._cache import FactCache, MemoryCache, seconds
 from ._dates import utc_date
@@ -411,6 +412,7 @@ class Guard:
             cached=cached,
             elapsed=time.monotonic() - ask.started,
         )
+        _telemetry.decided(decision)  # never raises; a no-op without an OpenTelemetry SDK
         if logger.isEnabledFor(logging.INFO):
             logger.info(
                 "recyclecheck decision: number=%s action=%s reason=%s provider=%s cached=%s",

@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 
+from . import _telemetry
 from ._answers import Answer, Provider
 from ._cache import FactCache, MemoryCache
 from ._deadline import NeedsWorker, deadline_scope, inline_scope
@@ -243,6 +244,7 @@ class Lane:
             why = "quota empty"
         except Exception as exc:
             why = f"quota raised {type(exc).__name__}"
+        _telemetry.quota_refused(self.name)
         logger.warning(
             "recyclecheck rate limited: provider=%s %s, answered without a call", self.name, why
         )

@@ -14,6 +14,7 @@ from concurrent.futures import Future
 from queue import SimpleQueue
 from typing import TypeVar
 
+from . import _telemetry
 from ._answers import ANSWER_TYPES, Answer, Provider
 from ._deadline import NeedsWorker, deadline_scope, is_inline, remaining_time
 from .exceptions import (
@@ -104,6 +105,7 @@ class CircuitBreaker:
             self._probe_started = None
         if was_open:
             logger.warning("recyclecheck circuit closed: provider=%s", self.name)
+            _telemetry.breaker_changed(self.name, "closed")
 
     def reset(self) -> None:
         """Forget every failure and close the circuit (e.g. between tests)."""
@@ -129,6 +131,7 @@ class CircuitBreaker:
                 self.failure_threshold,
                 self.recovery_time,
             )
+            _telemetry.breaker_changed(self.name, "open")
 
     def __repr__(self) -> str:
         return f"<CircuitBreaker {self.state} failures={self._failures}>"
@@ -237,6 +240,18 @@ class WorkerPool:
 
 
 def _lookup_once(provider: Provider, number: str, since: object) -> Answer:
+    """One attempt, timed for telemetry (one that sent nothing, NeedsWorker, is not)."""
+    started = time.monotonic()
+    try:
+        answer = _attempt(provider, number, since)
+    except ProviderError as exc:
+        _telemetry.provider_called(provider.name, exc, started)
+        raise
+    _telemetry.provider_called(provider.name, answer, started)
+    return answer
+
+
+def _attempt(provider: Provider, number: str, since: object) -> Answer:
     try:
         answer = provider.lookup(number, since)  # type: ignore[arg-type]
     except ProviderError:
@@ -298,6 +313,7 @@ def lookup_with_retry(
         pause = retry_pause(error, remaining_time() or 0.0)
         if pause is None:
             raise error
+        _telemetry.retried(provider.name, error)
         time.sleep(pause)
         return _lookup_once(provider, number, since)
 

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import attrs
 
+from . import _telemetry
 from ._cache import seconds
 from ._phone import MAX_PHONE_LENGTH, check_region, mask
 from ._policy import Action, Reason
@@ -477,6 +478,7 @@ def _taken(slot: _Slot) -> SweepResult:
 def _work(guard: Guard, todo: SimpleQueue[_Slot | None]) -> None:
     while (slot := todo.get()) is not None:
         slot.result = _check(guard, slot.row)
+        _telemetry.swept(slot.result)
         slot.done.release()
         # Nothing of the row outlives it here: an idle worker would otherwise keep
         # its last number until the next one arrives.
