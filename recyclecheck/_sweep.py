@@ -44,6 +44,7 @@ from . import _telemetry
 from ._cache import seconds
 from ._phone import MAX_PHONE_LENGTH, check_region, mask
 from ._policy import Action, Reason
+from ._prefetch import prefetched
 from .exceptions import ConfigurationError, InvalidInput
 
 if TYPE_CHECKING:
@@ -421,7 +422,8 @@ def sweep(
     """The engine of :meth:`Guard.sweep` (options checked now, rows read as results are taken)."""
     checker = _timed(guard, timeout)
     window = _concurrency(concurrency, guard)
-    return _window(checker, iter(rows), window, _pace(rate))
+    # Batch endpoints first warm the cache a chunk at a time (see _prefetch).
+    return _window(checker, prefetched(checker, iter(rows)), window, _pace(rate))
 
 
 class _Slot:
