@@ -54,8 +54,8 @@ def prefetched(guard: Guard, rows: Iterator[SweepRow]) -> Iterator[SweepRow]:
     stays bounded: one chunk (the largest batch size) is held at a time.
     """
     lanes = _batch_lanes(guard)
-    if not lanes:
-        yield from rows
+    if not lanes or getattr(guard.cache, "max_entries", None) == 0:
+        yield from rows  # nothing to batch, or a cache that keeps nothing to warm
         return
     size = max(int(getattr(lane.provider, "max_batch", DEFAULT_BATCH)) for lane in lanes)
     while chunk := list(itertools.islice(rows, max(1, size))):

@@ -44,11 +44,12 @@ def test_a_sweep_asks_a_batch_provider_once_per_chunk(server: FakeProviderServer
 
 
 def test_without_a_cache_to_warm_every_row_is_asked_alone(server: FakeProviderServer) -> None:
-    """A cache that keeps nothing: the warm-up's answers are lost, the rows still decide."""
+    """A cache that keeps nothing would lose a warm-up's answers: none is made."""
     with Guard(server.twilio(), timeout=2, cache=MemoryCache(max_entries=0)) as guard:
         results = list(guard.sweep(_rows(), concurrency=8))
     assert sum(r.reason is Reason.REISSUED_AFTER_BINDING for r in results) == len(REISSUED)
     assert _endpoints(server).count("lookup") == len(NUMBERS)
+    assert "batch" not in _endpoints(server)
 
 
 def test_a_failed_batch_falls_back_to_single_lookups(server: FakeProviderServer) -> None:
