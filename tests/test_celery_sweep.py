@@ -568,7 +568,6 @@ def test_a_sweep_on_a_real_celery_worker_checks_every_row_once(
             QUEUE: f"{prefix}sweeps",
             SECRET: uuid.uuid4().hex,
             PREFIX: prefix,
-            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
         }
         driver = make_app(url, env[QUEUE])
         jobs: list[Any] = []
