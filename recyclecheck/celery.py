@@ -88,6 +88,7 @@ from .exceptions import ConfigurationError, InvalidInput, RecycleCheckError
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
+    "DEFAULT_TIMEOUT",
     "KEY_FILE",
     "TASK_NAME",
     "SweepReport",
@@ -263,16 +264,16 @@ def _plan(path: str, *, chunk_size: int, input_format: str | None, key: bytes) -
 def _key(out_dir: str, *, create: bool) -> bytes:
     """The fingerprint key in ``out_dir``, made (atomically, mode 0600) when asked to."""
     path = os.path.join(out_dir, KEY_FILE)
-    if create and not os.path.exists(path):
-        with _replacing(path, link=True) as temp, open(temp, "wb") as handle:
-            handle.write(secrets.token_bytes(_KEY_BYTES))
     try:
+        if create and not os.path.exists(path):
+            with _replacing(path, link=True) as temp, open(temp, "wb") as handle:
+                handle.write(secrets.token_bytes(_KEY_BYTES))
         with open(path, "rb") as handle:
             key = handle.read(_KEY_BYTES + 1)
     except OSError as exc:
         raise ConfigurationError(
-            f"out_dir's {KEY_FILE} cannot be read ({exc.strerror}): out_dir must be a "
-            "directory the driver and every worker share"
+            f"out_dir's {KEY_FILE} cannot be {'written' if create else 'read'} "
+            f"({exc.strerror}): out_dir must be a directory the driver and every worker share"
         ) from None
     if len(key) != _KEY_BYTES:
         raise ConfigurationError(f"out_dir's {KEY_FILE} is not a sweep key: use another out_dir")
@@ -295,8 +296,13 @@ def _replacing(path: str, *, link: bool = False) -> Iterator[str]:
         with open(temp, "rb") as written:
             os.fsync(written.fileno())
         if link:
-            with contextlib.suppress(FileExistsError):
+            try:
                 os.link(temp, path)
+            except FileExistsError:
+                pass
+            except OSError:  # a file system without hard links: the last one made wins
+                os.replace(temp, path)
+                return
             os.unlink(temp)
         else:
             os.replace(temp, path)
@@ -427,7 +433,8 @@ class _ChunkSweep:
         self.job, self.out = job, out
         self.tally = Tally()
         self.bad_rows = 0
-        # A stream line's number in the file: the prefix line, if any, is line 0 of the stream.
+        # Line n of the stream is line n + shift of the file (a chunk after the first is
+        # read after one prefix line, so its first line is the stream's second).
         self._shift = job.chunk.first_line - (2 if job.chunk.start else 1)
         self._numbers: deque[int] = deque()  # the row numbers of the sweep's window
 
@@ -568,7 +575,7 @@ def _sweep_into(target: str, job: _Job, raw: io.FileIO, guard: Guard, key: bytes
                 )
     except OSError as exc:
         raise ConfigurationError(
-            f"the chunk could not be swept into out_dir on this worker ({exc.strerror})"
+            f"reading the input or writing out_dir failed on this worker ({exc.strerror})"
         ) from None
     return sweep
 
@@ -761,7 +768,10 @@ def run_sweep(
     target = _out(out, path)
     size = _positive_int(chunk_size, "chunk_size")
     _check_backend(app)
-    os.makedirs(directory, mode=0o700, exist_ok=True)
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+    except OSError as exc:
+        raise ConfigurationError(f"out_dir cannot be made ({exc.strerror})") from None
     plan = _plan(path, chunk_size=size, input_format=input_format, key=_key(directory, create=True))
     sent: list[tuple[_Chunk, Any]] = []
     for chunk in plan.chunks:
@@ -845,7 +855,8 @@ def merge_results(
     """
     path, directory = _paths(input_path, out_dir)
     target = _out(out, path)
-    assert target is not None  # noqa: S101 - out is required here
+    if target is None:
+        raise ConfigurationError("out is required: the results file to write")
     size = _positive_int(chunk_size, "chunk_size")
     plan = _plan(
         path, chunk_size=size, input_format=input_format, key=_key(directory, create=False)

@@ -304,13 +304,15 @@ def us_accounts(path: Path, count: int, *, start: int = 0) -> list[str]:
 def test_a_re_run_skips_finished_chunks_and_appended_rows_redo_only_the_last(
     tmp_path: Path,
 ) -> None:
-    """A re-run sends no task for a chunk whose file exists; rows appended to the input
+    """The process builds its Guard once; a re-run sends no task for a chunk whose file
+    exists; rows appended to the input
     redo only the chunk they extend; files appear whole (no temporary file is left) and are
     private (0600); jobs hold row numbers, offsets and paths, never a number."""
     need_celery()
     source, chunks, out = tmp_path / "accounts.csv", tmp_path / "chunks", tmp_path / "out.csv"
     phones = us_accounts(source, 25)
-    first = SyncApp(sandbox_guard)
+    built: list[Guard] = []
+    first = SyncApp(lambda: built.append(sandbox_guard()) or built[-1])
     report = run_sweep(first, source, out_dir=chunks, out=out, chunk_size=10)
     assert (report.chunks, report.sent, report.skipped, report.accounts) == (3, 3, 0, 25)
     names = sorted(p.name for p in chunks.iterdir())
@@ -323,6 +325,7 @@ def test_a_re_run_skips_finished_chunks_and_appended_rows_redo_only_the_last(
     assert {oct(p.stat().st_mode & 0o777) for p in [*chunks.iterdir(), out]} == {"0o600"}
     assert not leaks(json.dumps(first.sent), phones)
     assert first.options["acks_late"] is True
+    assert len(built) == 1  # one Guard per process, for all its chunks
 
     again = SyncApp(sandbox_guard)
     report = run_sweep(again, source, out_dir=chunks, out=out, chunk_size=10)
@@ -448,7 +451,7 @@ def test_importing_recyclecheck_or_its_celery_module_does_not_import_celery() ->
     )
     assert result.stdout.splitlines() == [
         "False",
-        "False ['DEFAULT_CHUNK_SIZE', 'KEY_FILE', 'SweepReport', 'TASK_NAME', "
+        "False ['DEFAULT_CHUNK_SIZE', 'DEFAULT_TIMEOUT', 'KEY_FILE', 'SweepReport', 'TASK_NAME', "
         "'merge_results', 'register_sweep_tasks', 'run_sweep']",
     ]
 
@@ -575,7 +578,7 @@ def test_a_sweep_on_a_real_celery_worker_checks_every_row_once(
         driver.send_task = lambda *a, **kw: jobs.append(kw["kwargs"]) or send_task(*a, **kw)
         bad: list[tuple[int, str]] = []
         log = tmp_path / "worker.log"
-        with celery_worker(env, log):
+        with contextlib.closing(driver), celery_worker(env, log):
             stats = driver.control.inspect(timeout=5).stats() or {}
             assert [len(node["pool"]["processes"]) for node in stats.values()] == [2]
             started = time.monotonic()
