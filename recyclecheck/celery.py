@@ -422,7 +422,8 @@ def _prefix(raw: io.FileIO, job: _Job) -> bytes:
     if job.header is None:
         return _NO_HEADER
     start, end = job.header
-    line = os.pread(raw.fileno(), end - start, start).removeprefix(_BOM)
+    raw.seek(start)
+    line = (raw.read(end - start) or b"").removeprefix(_BOM)
     return line if line.endswith(b"\n") else line + b"\n"
 
 

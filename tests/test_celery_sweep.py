@@ -583,7 +583,7 @@ def test_a_sweep_on_a_real_celery_worker_checks_every_row_once(
             assert [len(node["pool"]["processes"]) for node in stats.values()] == [2]
             started = time.monotonic()
             report = run_sweep(
-                driver, source, out_dir=chunks, out=out, wait=90, on_bad_row=lambda *b: bad.append(b)
+                driver, source, out_dir=chunks, out=out, wait=60, on_bad_row=lambda *b: bad.append(b)
             )  # fmt: skip
             took = time.monotonic() - started
             assert report.complete, report.failed
