@@ -310,7 +310,7 @@ US = [f"+1201234{index:04d}" for index in range(300)]
 
 @pytest.fixture
 def slow_server() -> Iterator[FakeProviderServer]:
-    """Twilio at 20 ms a lookup: a third reissued, a third never, a third without data."""
+    """20 ms a lookup: a third reissued, a third never, a third without data."""
     numbers: dict[str, dt.date | None] = {}
     for index, phone in enumerate(US):
         if index % 3 == 0:
@@ -335,7 +335,9 @@ def sweep_process(
             "--out",
             str(out),
             "--provider",
-            "twilio",
+            # A provider without a batch endpoint: each row is its own request, so these
+            # journal tests can count requests per row (batch warm-ups: tests/test_prefetch.py).
+            "telesign",
             "--concurrency",
             "4",
             *options,
