@@ -50,7 +50,15 @@ from .exceptions import (
     ProviderUnavailable,
 )
 
-__all__ = ["Item", "Result", "as_result", "check_items", "lookup_many", "plan"]
+__all__ = [
+    "Item",
+    "Result",
+    "as_result",
+    "check_items",
+    "lookup_many",
+    "plan",
+    "send_planned",
+]
 
 #: One question of a batch: an E.164 number and the date to ask about.
 Item = tuple[str, dt.date]
@@ -221,6 +229,31 @@ def plan(questions: Sequence[tuple[int, K, Q]], limit: int) -> list[list[Entry[K
         while first_open < len(requests) and len(requests[first_open]) >= limit:
             first_open += 1
     return [list(request.values()) for request in requests]
+
+
+def send_planned(
+    requests: Sequence[list[Entry[K, Q]]],
+    results: list[Result],
+    send: Callable[[list[Entry[K, Q]]], tuple[list[Result], ProviderError | None]],
+) -> int:
+    """Send planned requests in turn, filling ``results`` (by item index); return how many went.
+
+    ``send`` answers one request: a result per entry, and the failure that ends
+    the batch (a rate limit, refused credentials), if any; every later request's
+    entries then get that same failure without being sent.
+    """
+    stop: ProviderError | None = None
+    sent = 0
+    for entries in requests:
+        if stop is None:
+            outcome, stop = send(entries)
+            sent += 1
+        else:
+            outcome = [stop] * len(entries)
+        for entry, result in zip(entries, outcome, strict=True):
+            for index in entry.indices:
+                results[index] = result
+    return sent
 
 
 def _home(

@@ -44,46 +44,36 @@ def _shrink(sock: socket.socket) -> None:
     sock.settimeout(left)
 
 
-class _DeadlineSocket(socket.socket):
+class _Shrinking:
+    """Every receive and send first shrinks the socket's timeout to the time left."""
+
+    __slots__ = ()
+
+    def recv(self, *args: Any, **kwargs: Any) -> Any:
+        _shrink(self)  # type: ignore[arg-type]
+        return super().recv(*args, **kwargs)  # type: ignore[misc]
+
+    def recv_into(self, *args: Any, **kwargs: Any) -> Any:
+        _shrink(self)  # type: ignore[arg-type]
+        return super().recv_into(*args, **kwargs)  # type: ignore[misc]
+
+    def send(self, *args: Any, **kwargs: Any) -> Any:
+        _shrink(self)  # type: ignore[arg-type]
+        return super().send(*args, **kwargs)  # type: ignore[misc]
+
+    def sendall(self, *args: Any, **kwargs: Any) -> Any:
+        _shrink(self)  # type: ignore[arg-type]
+        return super().sendall(*args, **kwargs)  # type: ignore[misc]
+
+
+class _DeadlineSocket(_Shrinking, socket.socket):
     """A plain socket whose every receive and send ends by the deadline."""
 
     __slots__ = ()
 
-    def recv(self, bufsize: int, flags: int = 0) -> bytes:
-        _shrink(self)
-        return super().recv(bufsize, flags)
 
-    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
-        _shrink(self)
-        return super().recv_into(buffer, nbytes, flags)
-
-    def send(self, data: Any, flags: int = 0) -> int:
-        _shrink(self)
-        return super().send(data, flags)
-
-    def sendall(self, data: Any, flags: int = 0) -> None:
-        _shrink(self)
-        super().sendall(data, flags)
-
-
-class _DeadlineTLSSocket(ssl.SSLSocket):
+class _DeadlineTLSSocket(_Shrinking, ssl.SSLSocket):
     """A TLS socket whose every receive and send ends by the deadline."""
-
-    def recv(self, buflen: int = 1024, flags: int = 0) -> bytes:
-        _shrink(self)
-        return super().recv(buflen, flags)
-
-    def recv_into(self, buffer: Any, nbytes: int | None = None, flags: int = 0) -> int:
-        _shrink(self)
-        return super().recv_into(buffer, nbytes, flags)
-
-    def send(self, data: Any, flags: int = 0) -> int:
-        _shrink(self)
-        return super().send(data, flags)
-
-    def sendall(self, data: Any, flags: int = 0) -> None:
-        _shrink(self)
-        super().sendall(data, flags)
 
 
 def _bind(sock: object) -> bool:

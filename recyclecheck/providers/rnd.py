@@ -21,7 +21,7 @@ from typing import Any
 
 import phonenumbers
 
-from .._batch import Entry, Item, Result, as_result, check_items, plan
+from .._batch import Entry, Item, Result, as_result, check_items, plan, send_planned
 from .._http import DEFAULT_MAX_BODY, HttpClient, HttpResponse, finite_number
 from .._phone import mask as mask_number
 from ..exceptions import (
@@ -220,18 +220,7 @@ class RndProvider:
                 results[index] = NotCovered()
             else:
                 questions.append((index, tn, (tn, since)))
-        requests = plan(questions, self.max_batch)
-        stop: ProviderError | None = None
-        sent = 0
-        for entries in requests:
-            if stop is None:
-                outcome, stop = self._batch(entries)
-                sent += 1
-            else:
-                outcome = [stop] * len(entries)
-            for entry, result in zip(entries, outcome, strict=True):
-                for index in entry.indices:
-                    results[index] = result
+        sent = send_planned(plan(questions, self.max_batch), results, self._batch)
         _log.debug("rnd batch: %d items, %d requests sent", len(asked), sent)
         return results
 

@@ -17,7 +17,7 @@ import urllib.parse
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .._batch import Entry, Item, Result, as_result, check_items, plan
+from .._batch import Entry, Item, Result, as_result, check_items, plan, send_planned
 from .._http import DEFAULT_MAX_BODY, HttpClient, HttpResponse, rate_limited
 from .._phone import mask
 from ..exceptions import (
@@ -177,18 +177,7 @@ class TwilioProvider:
         questions = [
             (index, number, (number, since)) for index, (number, since) in enumerate(asked)
         ]
-        requests = plan(questions, self.max_batch)
-        stop: ProviderError | None = None
-        sent = 0
-        for entries in requests:
-            if stop is None:
-                outcome, stop = self._batch(entries)
-                sent += 1
-            else:
-                outcome = [stop] * len(entries)
-            for entry, result in zip(entries, outcome, strict=True):
-                for index in entry.indices:
-                    results[index] = result
+        sent = send_planned(plan(questions, self.max_batch), results, self._batch)
         _log.debug("twilio batch: %d items, %d requests sent", len(asked), sent)
         return results
 
