@@ -82,12 +82,14 @@ def test_500_concurrent_achecks_on_a_hanging_provider_end_by_the_deadline(gate: 
     started = time.monotonic()
     decisions = asyncio.run(burst())
     wall = time.monotonic() - started
-    assert wall <= timeout + 0.3
+    assert gate.calls == 1  # single flight across every waiting coroutine
     assert {(d.action, d.reason) for d in decisions} == {
         (Action.STEP_UP, Reason.PROVIDER_UNAVAILABLE)
     }
-    assert max(d.elapsed for d in decisions) <= timeout + 0.3
-    assert gate.calls == 1  # single flight across every waiting coroutine
+    slowest = max(d.elapsed for d in decisions)
+    assert slowest <= timeout + 0.3, f"a check took {slowest:.3f}s"
+    # The wall clock adds the event loop's start and 500 coroutines' scheduling.
+    assert wall <= timeout + 0.5, f"the burst took {wall:.3f}s"
 
 
 def test_acheck_never_blocks_the_event_loop(gate: Gate) -> None:
