@@ -20,6 +20,7 @@ import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from .._registry import PROVIDERS
 from ..exceptions import ConfigurationError
 from ..providers._sandbox import Scripted
 from . import _wire_aliyun, _wire_camara, _wire_rnd, _wire_telesign, _wire_twilio
@@ -197,13 +198,8 @@ def mock_rnd(
     _register(rsps, "POST", re.escape(base) + "/api/tn", callback)
 
 
-_MOCKS: dict[str, Callable[..., None]] = {
-    "aliyun": mock_aliyun,
-    "camara": mock_camara,
-    "rnd": mock_rnd,
-    "telesign": mock_telesign,
-    "twilio": mock_twilio,
-}
+#: One ``mock_<name>`` per provider in the registry (a missing one fails at import).
+_MOCKS: dict[str, Callable[..., None]] = {name: globals()[f"mock_{name}"] for name in PROVIDERS}
 
 
 @contextlib.contextmanager

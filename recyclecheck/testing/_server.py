@@ -781,26 +781,10 @@ class FakeProviderServer:
         ``XProvider.from_env()`` talk to the fake instead of the real service
         (plain HTTP only: ``from_env`` takes no CA bundle).
         """
-        c = self.credentials
-        return {
-            "TWILIO_ACCOUNT_SID": c.twilio_account_sid,
-            "TWILIO_AUTH_TOKEN": c.twilio_auth_token,
-            "RECYCLECHECK_TWILIO_BASE_URL": self.url,
-            "RECYCLECHECK_TELESIGN_CUSTOMER_ID": c.telesign_customer_id,
-            "RECYCLECHECK_TELESIGN_API_KEY": c.telesign_api_key,
-            "RECYCLECHECK_TELESIGN_BASE_URL": self.url,
-            "RECYCLECHECK_CAMARA_API_ROOT": self.url,
-            "RECYCLECHECK_CAMARA_TOKEN_URL": self.url + _wire_camara.TOKEN_PATH,
-            "RECYCLECHECK_CAMARA_CLIENT_ID": c.camara_client_id,
-            "RECYCLECHECK_CAMARA_CLIENT_SECRET": c.camara_client_secret,
-            "ALIBABA_CLOUD_ACCESS_KEY_ID": c.aliyun_access_key_id,
-            "ALIBABA_CLOUD_ACCESS_KEY_SECRET": c.aliyun_access_key_secret,
-            "RECYCLECHECK_ALIYUN_AUTH_CODE": c.aliyun_auth_code,
-            "RECYCLECHECK_ALIYUN_ENDPOINT": self.url,
-            "RECYCLECHECK_RND_REFRESH_TOKEN": c.rnd_refresh_token,
-            "RECYCLECHECK_RND_COMPANY_ID": c.rnd_company_id,
-            "RECYCLECHECK_RND_BASE_URL": self.url,
-        }
+        environment: dict[str, str] = {}
+        for wire in WIRES:
+            environment.update(wire.environment(self.url, self.credentials))
+        return environment
 
     def camara(self, auth: str = "secret", **overrides: Any) -> CamaraProvider:
         """A :class:`CamaraProvider` pointed at this server.
@@ -872,6 +856,9 @@ class _NotFoundWire:
     """Generic error replies for requests no provider endpoint matches."""
 
     name = "unknown"
+
+    def environment(self, url: str, credentials: Credentials) -> dict[str, str]:
+        return {}  # no adapter speaks this "wire"
 
     def route(self, method: str, route: str) -> str | None:
         return None

@@ -35,7 +35,7 @@ import uuid
 
 from ..providers import _acs3
 from ..providers._answers import Answer, NoData
-from ._backend import Backend
+from ._backend import Backend, Credentials
 from ._coverage import aliyun_supports
 from ._wire_base import Incoming, Parsed, Reply, Verdict, verdict
 
@@ -132,6 +132,15 @@ class AliyunWire:
     """Alibaba Dytnsapi as the fake providers speak it."""
 
     name = "aliyun"
+
+    def environment(self, url: str, credentials: Credentials) -> dict[str, str]:
+        """What this adapter's ``from_env()`` reads, pointing it at a fake at ``url``."""
+        return {
+            "ALIBABA_CLOUD_ACCESS_KEY_ID": credentials.aliyun_access_key_id,
+            "ALIBABA_CLOUD_ACCESS_KEY_SECRET": credentials.aliyun_access_key_secret,
+            "RECYCLECHECK_ALIYUN_AUTH_CODE": credentials.aliyun_auth_code,
+            "RECYCLECHECK_ALIYUN_ENDPOINT": url,
+        }
 
     def route(self, method: str, route: str) -> str | None:
         """RPC calls go to ``/``."""

@@ -18,7 +18,7 @@ import attrs
 from requests.structures import CaseInsensitiveDict
 
 from ..providers._answers import Answer, ChangedSince, LastChange, NoData, NotCovered
-from ._backend import Backend
+from ._backend import Backend, Credentials
 from ._faults import (
     AuthRefused,
     Fault,
@@ -116,6 +116,10 @@ class Wire(Protocol):
     """One provider's wire format: routing, parsing, auth, answers and error bodies."""
 
     name: str
+
+    def environment(self, url: str, credentials: Credentials) -> dict[str, str]:
+        """The variables the adapter's ``from_env()`` reads, pointing it at ``url``."""
+        ...
 
     def route(self, method: str, route: str) -> str | None:
         """The endpoint (``"lookup"``, ``"token"``) this method and path hit, else ``None``."""

@@ -194,6 +194,15 @@ class CamaraWire:
 
     name = "camara"
 
+    def environment(self, url: str, credentials: Credentials) -> dict[str, str]:
+        """What this adapter's ``from_env()`` reads, pointing it at a fake at ``url``."""
+        return {
+            "RECYCLECHECK_CAMARA_API_ROOT": url,
+            "RECYCLECHECK_CAMARA_TOKEN_URL": url + TOKEN_PATH,
+            "RECYCLECHECK_CAMARA_CLIENT_ID": credentials.camara_client_id,
+            "RECYCLECHECK_CAMARA_CLIENT_SECRET": credentials.camara_client_secret,
+        }
+
     def route(self, method: str, route: str) -> str | None:
         """``POST /oauth2/token`` and ``POST /number-recycling/{version}/check``."""
         if method != "POST":

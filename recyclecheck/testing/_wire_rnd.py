@@ -40,7 +40,7 @@ import hmac
 import re
 
 from ..providers._answers import Answer
-from ._backend import Backend
+from ._backend import Backend, Credentials
 from ._coverage import rnd_verdict
 from ._wire_base import Incoming, Parsed, Reply, Verdict
 from ._wire_batch import BatchParsed
@@ -93,6 +93,14 @@ class RndWire:
     """The RND API as the fake providers speak it."""
 
     name = "rnd"
+
+    def environment(self, url: str, credentials: Credentials) -> dict[str, str]:
+        """What this adapter's ``from_env()`` reads, pointing it at a fake at ``url``."""
+        return {
+            "RECYCLECHECK_RND_REFRESH_TOKEN": credentials.rnd_refresh_token,
+            "RECYCLECHECK_RND_COMPANY_ID": credentials.rnd_company_id,
+            "RECYCLECHECK_RND_BASE_URL": url,
+        }
 
     def route(self, method: str, route: str) -> str | None:
         """``POST /b/public/api/idToken`` and ``POST /api/tn``."""

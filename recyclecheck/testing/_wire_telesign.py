@@ -37,7 +37,7 @@ import phonenumbers
 from ..providers import _telesign_auth
 from ..providers._answers import Answer, ChangedSince, LastChange, NoData, NotCovered
 from ..providers._wire import basic_authorization
-from ._backend import Backend
+from ._backend import Backend, Credentials
 from ._coverage import telesign_covers
 from ._wire_base import Incoming, Parsed, Reply
 
@@ -178,6 +178,14 @@ class TelesignWire:
     """Telesign Phone ID as the fake providers speak it."""
 
     name = "telesign"
+
+    def environment(self, url: str, credentials: Credentials) -> dict[str, str]:
+        """What this adapter's ``from_env()`` reads, pointing it at a fake at ``url``."""
+        return {
+            "RECYCLECHECK_TELESIGN_CUSTOMER_ID": credentials.telesign_customer_id,
+            "RECYCLECHECK_TELESIGN_API_KEY": credentials.telesign_api_key,
+            "RECYCLECHECK_TELESIGN_BASE_URL": url,
+        }
 
     def route(self, method: str, route: str) -> str | None:
         """``POST /v1/phoneid/{digits}`` is the lookup."""

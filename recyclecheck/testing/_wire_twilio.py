@@ -67,7 +67,7 @@ from ..exceptions import (
 )
 from ..providers._answers import Answer
 from ..providers.twilio import MAX_BATCH
-from ._backend import Backend
+from ._backend import Backend, Credentials
 from ._coverage import twilio_covers, twilio_verdict
 from ._wire_base import Incoming, Parsed, Reply, Verdict
 from ._wire_batch import BatchParsed
@@ -259,6 +259,14 @@ class TwilioWire:
     """Twilio Lookup v2 as the fake providers speak it."""
 
     name = "twilio"
+
+    def environment(self, url: str, credentials: Credentials) -> dict[str, str]:
+        """What this adapter's ``from_env()`` reads, pointing it at a fake at ``url``."""
+        return {
+            "TWILIO_ACCOUNT_SID": credentials.twilio_account_sid,
+            "TWILIO_AUTH_TOKEN": credentials.twilio_auth_token,
+            "RECYCLECHECK_TWILIO_BASE_URL": url,
+        }
 
     def route(self, method: str, route: str) -> str | None:
         """``GET /v2/PhoneNumbers/{number}`` is the lookup, ``POST /v2/batch/query`` the batch."""
