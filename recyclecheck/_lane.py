@@ -34,7 +34,7 @@ from . import _telemetry
 from ._answers import Answer, Provider
 from ._cache import FactCache, MemoryCache
 from ._deadline import NeedsWorker, deadline_scope, inline_scope
-from ._facts import Fact, fact_from_answer, merge
+from ._facts import Fact, answer_from_fact, fact_from_answer, merge
 from ._phone import hmac_number
 from ._quota import Quota, TokenBucket
 from ._resilience import CircuitBreaker, WorkerPool, lookup_once, lookup_with_retry, retry_pause
@@ -156,6 +156,16 @@ class Lane:
                 flight = self._flights[flight_key] = Flight(self)
         if not leader:
             return flight
+        if not self.cache_blocks:
+            # A call that landed between this login's cache read and its flight lookup
+            # left its fact behind: answer from it rather than ask again.
+            fact = self.cached_fact(key)
+            known = answer_from_fact(fact, since, time.time()) if fact is not None else None
+            if known is not None:
+                flight.book()  # no provider call was made: nothing for the breaker
+                self._land(flight_key, flight)
+                flight.future.set_result(known)
+                return flight
         if not self.pool.acquire():
             error = ProviderUnavailable("all provider workers busy", provider=self.name)
             logger.warning(
