@@ -14,6 +14,7 @@ import contextlib
 import datetime as dt
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Generator, Mapping
 from concurrent.futures import Future
@@ -268,8 +269,10 @@ class Guard:
         import asyncio  # noqa: PLC0415 - only async callers pay for importing asyncio
 
         started = time.monotonic()
-        steps = self._steps(self._prepare(phone, bound_at, region, started), inline=False)
         loop = asyncio.get_running_loop()
+        steps = self._steps(
+            self._prepare(phone, bound_at, region, started), inline=False, loop=loop
+        )
         sent: Any = None
         try:
             while True:
@@ -323,7 +326,7 @@ class Guard:
             started=started,
         )
 
-    def _steps(self, ask: _Question, *, inline: bool) -> _Steps:
+    def _steps(self, ask: _Question, *, inline: bool, loop: Any = None) -> _Steps:
         """The rest of a check: cache, the route's lanes in turn, the decision."""
         deadline = ask.started + self.timeout
         lanes = [self.lanes[p.name] for p in ask.route.providers]
@@ -347,7 +350,12 @@ class Guard:
                 break  # no time left for the next provider: the last answer stands
             until = budget(deadline, len(lanes) - index, now)
             started = lane.start(
-                ask.keys[index], lambda: self._e164(ask), ask.since, until, inline=inline
+                ask.keys[index],
+                lambda: self._e164(ask),
+                ask.since,
+                until,
+                inline=inline,
+                loop=loop,
             )
             if isinstance(started, Flight):
                 sent = yield started.future, until
@@ -514,16 +522,21 @@ async def _until(loop: Any, future: Future[Any], until: float) -> Any:
     provider call started for this login goes on and lands in the cache.
     """
     waiter = loop.create_future()
+    loop_thread = threading.get_ident()
 
     def resolve(_done: Future[Any]) -> None:
         if not waiter.done():
-            waiter.set_result(_done.result())
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody awaits
+                waiter.set_result(_done.result())
 
     def expire() -> None:
         if not waiter.done():
             waiter.set_result(_TIMED_OUT)
 
     def on_done(done: Future[Any]) -> None:  # on the thread that resolved ``future``
+        if threading.get_ident() == loop_thread:
+            resolve(done)  # a call run on the loop's own thread (``_loop_io``)
+            return
         with contextlib.suppress(RuntimeError):  # the loop closed while the call went on
             loop.call_soon_threadsafe(resolve, done)
 

@@ -29,8 +29,9 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
+from typing import Any
 
-from . import _telemetry
+from . import _loop_io, _telemetry
 from ._answers import Answer, Provider
 from ._cache import FactCache, MemoryCache
 from ._deadline import NeedsWorker, deadline_scope, inline_scope
@@ -135,7 +136,14 @@ class Lane:
     # -- starting a call ------------------------------------------------------------
 
     def start(
-        self, key: str, e164: Callable[[], str], since: dt.date, deadline: float, *, inline: bool
+        self,
+        key: str,
+        e164: Callable[[], str],
+        since: dt.date,
+        deadline: float,
+        *,
+        inline: bool,
+        loop: Any = None,
     ) -> Flight | ProviderError:
         """Start (or join) the call about ``key`` since ``since``; never blocks past setup.
 
@@ -143,6 +151,8 @@ class Lane:
         call (circuit open, every slot taken).  ``e164`` is only called when a new
         call is started.  ``inline``: the caller may lend its own thread when
         every step is bounded by the deadline (never from an event loop).
+        ``loop``: the caller is this running event loop, whose thread may run the
+        call without blocking (``_loop_io``) when ``inline`` would have been safe.
         """
         if not self.breaker.allow():
             return ProviderUnavailable("circuit open", provider=self.name)
@@ -184,7 +194,14 @@ class Lane:
                 self._settle(flight_key, flight, refused, key, on_caller=True)
                 return refused
         self._run(
-            flight_key, flight, key, e164=e164(), since=since, deadline=deadline, inline=inline
+            flight_key,
+            flight,
+            key,
+            e164=e164(),
+            since=since,
+            deadline=deadline,
+            inline=inline,
+            loop=loop,
         )
         return flight
 
@@ -198,26 +215,79 @@ class Lane:
         since: dt.date,
         deadline: float,
         inline: bool,
+        loop: Any,
     ) -> None:
         """Run the call (its slot already taken) inline when safe, else on a worker."""
-        failed_once: ProviderError | None = None
-        inline = inline and not self.quota_blocks  # a token from Redis is a worker's job
-        if inline and self._inline_ready is not None and self._inline_ready(e164):
+        lend = (inline or (loop is not None and _loop_io.available())) and not self.quota_blocks
+        # A token from Redis is a worker's job; so is a call without a warm connection.
+        if not (lend and self._inline_ready is not None and self._inline_ready(e164)):
+            self._run_on_worker(
+                flight_key, flight, key, e164=e164, since=since, deadline=deadline, failed_once=None
+            )
+            return
+
+        def lookup() -> Answer:
             # A warm connection: every step ahead is bounded by the deadline, so the
             # thread hand-off (and its cost) is not needed.
             with inline_scope():
-                try:
-                    answer = lookup_once(self.provider, e164, since, deadline)
-                except NeedsWorker:
-                    pass  # nothing was sent: start again on a worker
-                except ProviderError as exc:
-                    if retry_pause(exc, deadline - time.monotonic()) is None:
-                        self._settle(flight_key, flight, exc, key, on_caller=True)
-                        return
-                    failed_once = exc  # the retry may need a new connection: a worker's job
-                else:
-                    self._settle(flight_key, flight, answer, key, on_caller=True)
-                    return
+                return lookup_once(self.provider, e164, since, deadline)
+
+        def finish(answer: Answer | None, error: BaseException | None) -> None:
+            if isinstance(error, ProviderError):
+                if retry_pause(error, deadline - time.monotonic()) is None:
+                    self._settle(flight_key, flight, error, key, on_caller=True)
+                else:  # the retry may need a new connection: a worker's job
+                    self._run_on_worker(
+                        flight_key,
+                        flight,
+                        key,
+                        e164=e164,
+                        since=since,
+                        deadline=deadline,
+                        failed_once=error,
+                    )
+            elif _loop_io.ended_with_its_loop(error):  # type: ignore[arg-type]
+                # The loop that ran the call was closed under it: nobody is left to
+                # answer, and the provider did nothing wrong.
+                flight.book()
+                ended = ProviderUnavailable("the event loop closed", provider=self.name)
+                self._settle(flight_key, flight, ended, key, on_caller=True)
+            elif error is not None:
+                # NeedsWorker: nothing was sent, start again on a worker.
+                self._run_on_worker(
+                    flight_key,
+                    flight,
+                    key,
+                    e164=e164,
+                    since=since,
+                    deadline=deadline,
+                    failed_once=None,
+                )
+            else:
+                self._settle(flight_key, flight, answer, key, on_caller=True)  # type: ignore[arg-type]
+
+        if inline:
+            try:
+                answer = lookup()
+            except (ProviderError, NeedsWorker) as exc:
+                finish(None, exc)
+            else:
+                finish(answer, None)
+        else:
+            _loop_io.run_on_loop(loop, lookup, finish)
+
+    def _run_on_worker(
+        self,
+        flight_key: _FlightKey,
+        flight: Flight,
+        key: str,
+        *,
+        e164: str,
+        since: dt.date,
+        deadline: float,
+        failed_once: ProviderError | None,
+    ) -> None:
+        """Run the call (its slot already taken) on a worker thread."""
 
         def on_worker() -> None:
             result: Result

@@ -14,7 +14,7 @@ from concurrent.futures import Future
 from queue import SimpleQueue
 from typing import TypeVar
 
-from . import _telemetry
+from . import _loop_io, _telemetry
 from ._answers import ANSWER_TYPES, Answer, Provider
 from ._deadline import NeedsWorker, deadline_scope, is_inline, remaining_time
 from .exceptions import (
@@ -258,8 +258,13 @@ def _attempt(provider: Provider, number: str, since: object) -> Answer:
         raise
     except BaseException as exc:
         if isinstance(exc, NeedsWorker) or (
-            # On the caller's own thread, Ctrl-C and sys.exit() stay the caller's.
-            is_inline() and isinstance(exc, (KeyboardInterrupt, SystemExit))
+            # On the caller's own thread, Ctrl-C and sys.exit() stay the caller's, and
+            # so does the end of the event loop a lookup was running in.
+            is_inline()
+            and (
+                isinstance(exc, (KeyboardInterrupt, SystemExit))
+                or _loop_io.ended_with_its_loop(exc)
+            )
         ):
             raise
         # A custom provider's own exception (even a BaseException such as

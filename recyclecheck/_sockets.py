@@ -29,6 +29,7 @@ import requests.adapters
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from . import _loop_io
 from ._deadline import NeedsWorker, current_deadline, is_inline
 
 __all__ = ["DeadlineAdapter", "has_idle_bound_connection"]
@@ -44,26 +45,76 @@ def _shrink(sock: socket.socket) -> None:
     sock.settimeout(left)
 
 
+def _without_blocking(sock: socket.socket, attempt: Callable[[], Any], direction: str) -> Any:
+    """``attempt`` on a non-blocking ``sock``, parking the lookup on the loop until it can run.
+
+    For a lookup running on an event loop's thread (``_loop_io``): a receive or
+    send that would block waits in the loop's selector instead, until the deadline.
+    """
+    deadline = current_deadline()
+    if deadline is None or deadline <= time.monotonic():
+        raise TimeoutError("deadline passed")
+    previous = sock.gettimeout()
+    sock.settimeout(0.0)
+    try:
+        while True:
+            try:
+                return attempt()
+            except ssl.SSLWantWriteError:  # TLS may need to write in order to read
+                wait = _loop_io.WRITE
+            except ssl.SSLWantReadError:
+                wait = _loop_io.READ
+            except BlockingIOError:
+                wait = direction
+            if not _loop_io.wait_for_socket(sock.fileno(), wait, deadline):
+                raise TimeoutError("deadline passed")
+    finally:
+        sock.settimeout(previous)  # a worker may use the connection next
+
+
 class _Shrinking:
-    """Every receive and send first shrinks the socket's timeout to the time left."""
+    """Every receive and send first shrinks the socket's timeout to the time left.
+
+    On an event loop's thread (``_loop_io``) they never block: each waits for
+    the socket in the loop's selector, bounded by the same deadline.
+    """
 
     __slots__ = ()
 
     def recv(self, *args: Any, **kwargs: Any) -> Any:
+        receive = super().recv  # type: ignore[misc]
+        if _loop_io.on_loop():
+            return _without_blocking(self, lambda: receive(*args, **kwargs), _loop_io.READ)  # type: ignore[arg-type]
         _shrink(self)  # type: ignore[arg-type]
-        return super().recv(*args, **kwargs)  # type: ignore[misc]
+        return receive(*args, **kwargs)
 
     def recv_into(self, *args: Any, **kwargs: Any) -> Any:
+        receive = super().recv_into  # type: ignore[misc]
+        if _loop_io.on_loop():
+            return _without_blocking(self, lambda: receive(*args, **kwargs), _loop_io.READ)  # type: ignore[arg-type]
         _shrink(self)  # type: ignore[arg-type]
-        return super().recv_into(*args, **kwargs)  # type: ignore[misc]
+        return receive(*args, **kwargs)
 
     def send(self, *args: Any, **kwargs: Any) -> Any:
+        send = super().send  # type: ignore[misc]
+        if _loop_io.on_loop():
+            return _without_blocking(self, lambda: send(*args, **kwargs), _loop_io.WRITE)  # type: ignore[arg-type]
         _shrink(self)  # type: ignore[arg-type]
-        return super().send(*args, **kwargs)  # type: ignore[misc]
+        return send(*args, **kwargs)
 
-    def sendall(self, *args: Any, **kwargs: Any) -> Any:
-        _shrink(self)  # type: ignore[arg-type]
-        return super().sendall(*args, **kwargs)  # type: ignore[misc]
+    def sendall(self, data: Any, *args: Any) -> Any:
+        if not _loop_io.on_loop():
+            _shrink(self)  # type: ignore[arg-type]
+            return super().sendall(data, *args)  # type: ignore[misc]
+        # A non-blocking sendall may fail part-way with no word of what was sent,
+        # so the loop sends piece by piece and knows where it stands.
+        send = super().send  # type: ignore[misc]
+        view = memoryview(data).cast("B")
+        sent = 0
+        while sent < len(view):
+            rest = view[sent:]
+            sent += _without_blocking(self, lambda: send(rest, *args), _loop_io.WRITE)  # type: ignore[arg-type]  # noqa: B023 - called before the next pass
+        return None
 
 
 class _DeadlineSocket(_Shrinking, socket.socket):

@@ -12,9 +12,8 @@ from typing import Any
 
 import pytest
 
-from recyclecheck import Action, Guard, InvalidInput, InvalidPhoneNumber, MemoryCache, Reason
+from recyclecheck import Action, Guard, InvalidInput, InvalidPhoneNumber, Reason
 from recyclecheck.providers import ChangedSince, SandboxProvider
-from recyclecheck.testing import Credentials, FakeProviderServer, Hang
 
 BOUND = dt.date(2022, 5, 10)
 US = "+12015550124"
@@ -156,37 +155,3 @@ def test_acheck_shares_one_flight_with_a_blocking_check(gate: Gate) -> None:
     assert not thread.is_alive()
     assert decision.reason is results[0].reason is Reason.NOT_REISSUED
     assert gate.calls == 1
-
-
-def test_acheck_over_real_http_never_runs_the_lookup_on_the_loop() -> None:
-    """Even with a warm connection (where check runs inline), acheck uses a worker, and a
-    black hole on that connection still ends at the deadline."""
-    with FakeProviderServer({US: None}) as server:
-        credentials = Credentials()
-        from recyclecheck.providers import TwilioProvider  # noqa: PLC0415
-
-        threads: list[int] = []
-
-        class Recording(TwilioProvider):
-            def lookup(self, number: str, since: dt.date) -> Any:
-                threads.append(threading.get_ident())
-                return super().lookup(number, since)
-
-        provider = Recording(
-            credentials.twilio_account_sid, credentials.twilio_auth_token, base_url=server.url
-        )
-        with Guard(provider, cache=MemoryCache(max_entries=0), timeout=0.4) as guard:
-
-            async def twice() -> tuple[Any, Any, int]:
-                first = await guard.acheck(US, bound_at=BOUND)
-                second = await guard.acheck(US, bound_at=BOUND)
-                return first, second, threading.get_ident()
-
-            first, second, loop_thread = asyncio.run(twice())
-            assert first.reason is second.reason is Reason.NOT_REISSUED
-            assert loop_thread not in threads
-            server.inject(Hang(), number=US)
-            started = time.monotonic()
-            hung = asyncio.run(guard.acheck(US, bound_at=BOUND))
-            assert time.monotonic() - started <= 0.4 + 0.1
-            assert hung.reason is Reason.PROVIDER_UNAVAILABLE

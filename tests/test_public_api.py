@@ -140,11 +140,11 @@ def test_importing_recyclecheck_does_not_import_the_testing_kit() -> None:
 
 
 def test_importing_the_core_loads_no_adapter_http_or_crypto() -> None:
-    """`import recyclecheck` stays small: adapters, requests, urllib3, cryptography, redis
-    and asyncio load only when used (RedisCache on first access)."""
+    """`import recyclecheck` stays small: adapters, requests, urllib3, cryptography, redis,
+    asyncio and greenlet load only when used (RedisCache on first access)."""
     code = (
         "import sys, recyclecheck\n"
-        "heavy = ('requests', 'urllib3', 'cryptography', 'redis', 'asyncio',"
+        "heavy = ('requests', 'urllib3', 'cryptography', 'redis', 'asyncio', 'greenlet',"
         " 'recyclecheck.providers')\n"
         "print(sorted(m for m in sys.modules if m.startswith(heavy)))\n"
         "recyclecheck.RedisCache\n"
