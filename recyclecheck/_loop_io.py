@@ -26,12 +26,15 @@ from __future__ import annotations
 
 import contextvars
 import importlib
+import logging
 import time
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
 __all__ = ["available", "ended_with_its_loop", "on_loop", "run_on_loop", "wait_for_socket"]
+
+logger = logging.getLogger("recyclecheck")
 
 #: The ``greenlet`` module once asked for; ``False`` when it is not installed (the
 #: ``recyclecheck[async]`` extra).  Loaded on the first ``acheck``, not on import.
@@ -67,9 +70,13 @@ def wait_for_socket(fd: int, direction: str, deadline: float) -> bool:
     """Park this lookup until ``fd`` is ready for ``direction``; ``False`` at the deadline.
 
     Only called from inside :func:`run_on_loop`'s greenlet (``on_loop()`` is true).
+    Raises ``OSError`` when the loop cannot watch ``fd`` (a socket closed under it).
     """
     parent = _greenlet.getcurrent().parent
-    return bool(parent.switch((fd, direction, deadline)))
+    answer = parent.switch((fd, direction, deadline))
+    if isinstance(answer, BaseException):
+        raise answer
+    return bool(answer)
 
 
 def run_on_loop(
@@ -89,11 +96,13 @@ def run_on_loop(
     def body() -> None:
         _ON_LOOP.set(True)  # in the greenlet's own copy of the caller's context
         try:
-            result = call()
+            result, error = call(), None
         except BaseException as exc:  # handed to ``finish``, never to the loop
-            finish(None, exc)
-        else:
-            finish(result, None)
+            result, error = None, exc
+        try:
+            finish(result, error)
+        except Exception:  # a bug of ours; kept out of the loop's callback machinery
+            logger.exception("recyclecheck: finishing a lookup on the event loop failed")
 
     worker = _module().greenlet(body)
     worker.gr_context = contextvars.copy_context()
@@ -113,7 +122,7 @@ class _Driver:
         self.loop = loop
         self.worker = worker
 
-    def step(self, ready: bool | None) -> None:
+    def step(self, ready: bool | BaseException | None) -> None:
         worker = self.worker
         worker.parent = _greenlet.getcurrent()
         wait = worker.switch() if ready is None else worker.switch(ready)
@@ -121,7 +130,9 @@ class _Driver:
             _park(self.loop, wait, self.step)
 
 
-def _park(loop: Any, wait: tuple[int, str, float], step: Callable[[bool], None]) -> None:
+def _park(
+    loop: Any, wait: tuple[int, str, float], step: Callable[[bool | BaseException], None]
+) -> None:
     """Resume the greenlet once the socket is ready (``True``) or the deadline passed.
 
     No reference cycle among the callbacks: when the loop is closed under a
@@ -152,7 +163,12 @@ def _park(loop: Any, wait: tuple[int, str, float], step: Callable[[bool], None])
             timer.cancel()
             step(True)
 
-    add(fd, ready)
+    try:
+        add(fd, ready)
+    except (OSError, ValueError) as exc:  # a closed socket (fd -1) or one the loop refuses
+        resumed.append(False)
+        timer.cancel()
+        step(OSError(f"cannot wait for the socket: {type(exc).__name__}"))
 
 
 def ended_with_its_loop(error: BaseException) -> bool:
