@@ -1,10 +1,11 @@
 """The one table of providers the SDK can build by name.
 
-Each entry knows the adapter class (imported only when used), the environment
-variables its ``from_env()`` reads, and the testing kit's fake of its wire
-format.  The CLI, the Flask extension and routed configurations
-(:meth:`Router.from_env`, routes files) all read this table, so a new adapter
-is added in one place.
+Each entry knows the adapter class (imported only when used) and the
+environment variables its ``from_env()`` reads.  The CLI, the Flask extension
+and routed configurations (:meth:`Router.from_env`, routes files) all read this
+table, so a new adapter is added in one place (plus, for the testing kit, its
+``_wire_<name>`` fake, which ``FakeProviderServer.provider(name)`` finds by the
+same name).
 """
 
 from __future__ import annotations
@@ -25,16 +26,15 @@ __all__ = ["PROVIDERS", "ProviderEntry", "provider_from_env"]
 class ProviderEntry:
     """One buildable provider.
 
-    ``name`` as users type it, where its class lives, the variables
-    ``from_env()`` reads (required first) and its fake's factory.
+    ``name`` as users type it (and as ``FakeProviderServer.provider(name)``
+    takes it), where its class lives, and the variables ``from_env()`` reads
+    (required first).
     """
 
     name: str
     module: str
     cls: str
     variables: tuple[str, ...]
-    #: The ``FakeProviderServer`` method that builds this adapter against the fake.
-    fake_factory: str
 
     def load(self) -> Any:
         """The adapter class (its module is imported on first use)."""
@@ -63,7 +63,6 @@ PROVIDERS: Mapping[str, ProviderEntry] = {
                 "RECYCLECHECK_ALIYUN_MASK",
                 *_COMMON,
             ),
-            "aliyun",
         ),
         ProviderEntry(
             "camara",
@@ -81,7 +80,6 @@ PROVIDERS: Mapping[str, ProviderEntry] = {
                 "RECYCLECHECK_CAMARA_THREE_LEGGED",
                 *_COMMON,
             ),
-            "camara",
         ),
         ProviderEntry(
             "rnd",
@@ -93,7 +91,6 @@ PROVIDERS: Mapping[str, ProviderEntry] = {
                 "RECYCLECHECK_RND_BASE_URL",
                 *_COMMON,
             ),
-            "rnd",
         ),
         ProviderEntry(
             "telesign",
@@ -106,7 +103,6 @@ PROVIDERS: Mapping[str, ProviderEntry] = {
                 "RECYCLECHECK_TELESIGN_AUTH",
                 *_COMMON,
             ),
-            "telesign",
         ),
         ProviderEntry(
             "twilio",
@@ -118,7 +114,6 @@ PROVIDERS: Mapping[str, ProviderEntry] = {
                 "RECYCLECHECK_TWILIO_BASE_URL",
                 *_COMMON,
             ),
-            "twilio",
         ),
     )
 }

@@ -62,8 +62,16 @@ def test_each_entry_lists_every_variable_its_from_env_reads(
     assert environ.asked <= set(PROVIDERS[name].variables), environ.asked - set(
         PROVIDERS[name].variables
     )
-    # And the testing kit's factory for the same adapter exists.
-    assert callable(getattr(fake, PROVIDERS[name].fake_factory))
+
+
+@pytest.mark.parametrize("name", sorted(PROVIDERS))
+def test_the_fake_server_builds_each_registered_adapter_by_name(
+    name: str, fake: FakeProviderServer
+) -> None:
+    """`server.provider(name)` takes the registry's name and builds the registry's class."""
+    provider = fake.provider(name)
+    assert isinstance(provider, PROVIDERS[name].load())
+    assert provider.name == name
 
 
 def test_an_unknown_name_lists_the_known_ones() -> None:
@@ -111,12 +119,19 @@ def test_cli_routes_file_routes_by_country(
 
 
 @pytest.mark.parametrize("name", sorted(PROVIDERS))
-def test_the_testing_kit_knows_every_registered_provider(name: str) -> None:
-    """The responses mocks and the fake server's wires cover exactly the registry."""
+def test_the_responses_mocks_know_every_registered_provider(name: str) -> None:
+    """`mock_provider(name)` takes every registry name."""
     from recyclecheck.testing import mock_provider  # noqa: PLC0415
-    from recyclecheck.testing._server import WIRES  # noqa: PLC0415
 
     options = {"api_root": "https://operator.example/camara"} if name == "camara" else {}
     with mock_provider(name, {US: None}, **options):
         pass
-    assert {wire.name for wire in WIRES} == set(PROVIDERS)
+
+
+def test_the_fake_servers_wires_are_exactly_the_registry() -> None:
+    """Every wire is a registered provider and every registered provider has a wire."""
+    from recyclecheck.testing._server import WIRES  # noqa: PLC0415
+
+    names = [wire.name for wire in WIRES]
+    assert len(names) == len(set(names))
+    assert set(names) == set(PROVIDERS)

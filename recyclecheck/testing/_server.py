@@ -16,17 +16,18 @@ import tempfile
 import threading
 import time
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from socketserver import TCPServer
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 from requests.structures import CaseInsensitiveDict
 
 from .._phone import mask
 from ..exceptions import ConfigurationError
+from ..providers._answers import Provider
 from ..providers._sandbox import SandboxProvider, Scripted
 from ..providers.aliyun import AliyunProvider
 from ..providers.camara import CamaraProvider
@@ -47,7 +48,7 @@ from ._faults import (
     Reset,
     SlowDrip,
 )
-from ._wire_base import Incoming, Parsed, Reply, Wire, fault_reply
+from ._wire_base import Incoming, Parsed, ProviderWire, Reply, Wire, fault_reply
 from ._wire_batch import BatchParsed, scripted_fault
 
 __all__ = ["FakeProviderServer", "RecordedRequest"]
@@ -55,13 +56,15 @@ __all__ = ["FakeProviderServer", "RecordedRequest"]
 _log = logging.getLogger("recyclecheck.testing")
 
 #: Every wire format the server speaks, tried in turn to route a request.
-WIRES: tuple[Wire, ...] = (
+WIRES: tuple[ProviderWire, ...] = (
     _wire_twilio.WIRE,
     _wire_telesign.WIRE,
     _wire_camara.WIRE,
     _wire_aliyun.WIRE,
     _wire_rnd.WIRE,
 )
+_WIRES_BY_NAME: Mapping[str, ProviderWire] = {wire.name: wire for wire in WIRES}
+_P = TypeVar("_P")
 
 #: Largest request body the server reads.
 MAX_REQUEST_BODY = 1024 * 1024
@@ -746,34 +749,6 @@ class FakeProviderServer:
     def _transport(self) -> dict[str, Any]:
         return {"ca_bundle": self.ca_bundle} if self.tls else {}
 
-    def twilio(self, **overrides: Any) -> TwilioProvider:
-        """A :class:`TwilioProvider` pointed at this server with accepted credentials.
-
-        Keyword ``overrides`` replace any constructor argument (e.g. ``auth_token="wrong"``).
-        """
-        c = self.credentials
-        options: dict[str, Any] = {
-            "account_sid": c.twilio_account_sid,
-            "auth_token": c.twilio_auth_token,
-            "base_url": self.url,
-            **self._transport(),
-            **overrides,
-        }
-        return TwilioProvider(**options)
-
-    def telesign(self, auth: str = "digest", **overrides: Any) -> TelesignProvider:
-        """A :class:`TelesignProvider` pointed at this server; ``auth``: digest or basic."""
-        c = self.credentials
-        options: dict[str, Any] = {
-            "customer_id": c.telesign_customer_id,
-            "api_key": c.telesign_api_key,
-            "base_url": self.url,
-            "auth": auth,
-            **self._transport(),
-            **overrides,
-        }
-        return TelesignProvider(**options)
-
     def environment(self) -> dict[str, str]:
         """Environment variables that point every adapter's ``from_env()`` at this server.
 
@@ -786,58 +761,52 @@ class FakeProviderServer:
             environment.update(wire.environment(self.url, self.credentials))
         return environment
 
+    def provider(self, name: str, **options: Any) -> Provider:
+        """The adapter registered as ``name`` pointed at this server with accepted credentials.
+
+        ``name`` is a :data:`~recyclecheck._registry.PROVIDERS` name (``"twilio"``,
+        ``"telesign"``, ``"camara"``, ``"aliyun"``, ``"rnd"``); an unknown one is a
+        :class:`~recyclecheck.ConfigurationError` listing the known names.  With
+        ``tls=True`` the adapter trusts the throwaway CA.  ``options`` are the
+        adapter's own choices (Telesign's and CAMARA's ``auth``, Alibaba's ``mask``)
+        or keyword overrides replacing any constructor argument (``auth_token="wrong"``).
+        """
+        wire = _WIRES_BY_NAME.get(name) if isinstance(name, str) else None
+        if wire is None:
+            known = ", ".join(sorted(_WIRES_BY_NAME))
+            raise ConfigurationError(f"unknown provider {name!r}: one of {known}")
+        return self._adapter(wire.adapter, options)
+
+    def _adapter(self, build: Callable[..., _P], options: Mapping[str, Any]) -> _P:
+        """``build`` (a wire's ``adapter``) called with this server's URL, credentials and TLS."""
+        return build(self.url, self.credentials, self._transport(), **options)
+
+    def twilio(self, **overrides: Any) -> TwilioProvider:
+        """``provider("twilio")``: a :class:`TwilioProvider` with the accepted SID and token.
+
+        Keyword ``overrides`` replace any constructor argument (e.g. ``auth_token="wrong"``).
+        """
+        return self._adapter(_wire_twilio.WIRE.adapter, overrides)
+
+    def telesign(self, auth: str = "digest", **overrides: Any) -> TelesignProvider:
+        """``provider("telesign")``: a :class:`TelesignProvider`; ``auth``: digest or basic."""
+        return self._adapter(_wire_telesign.WIRE.adapter, {"auth": auth, **overrides})
+
     def camara(self, auth: str = "secret", **overrides: Any) -> CamaraProvider:
-        """A :class:`CamaraProvider` pointed at this server.
+        """``provider("camara")``: a :class:`CamaraProvider` with its API root here.
 
         ``auth`` is ``"token"`` (a static bearer token), ``"secret"`` (client
         credentials with a client secret) or ``"private_key_jwt"``.
         """
-        c = self.credentials
-        token_url = self.url + _wire_camara.TOKEN_PATH
-        modes: dict[str, dict[str, Any]] = {
-            "token": {"access_token": c.camara_access_token},
-            "secret": {
-                "token_url": token_url,
-                "client_id": c.camara_client_id,
-                "client_secret": c.camara_client_secret,
-            },
-            "private_key_jwt": {
-                "token_url": token_url,
-                "client_id": c.camara_client_id,
-                "private_key": c.camara_private_key,
-                "key_id": c.camara_key_id,
-            },
-        }
-        if auth not in modes:
-            raise ConfigurationError("auth must be 'token', 'secret' or 'private_key_jwt'")
-        options: dict[str, Any] = {**modes[auth], **self._transport(), **overrides}
-        return CamaraProvider(self.url, **options)
+        return self._adapter(_wire_camara.WIRE.adapter, {"auth": auth, **overrides})
 
     def aliyun(self, mask: str = "SHA256", **overrides: Any) -> AliyunProvider:
-        """An :class:`AliyunProvider` (number sent as ``mask``) pointed at this server."""
-        c = self.credentials
-        options: dict[str, Any] = {
-            "access_key_id": c.aliyun_access_key_id,
-            "access_key_secret": c.aliyun_access_key_secret,
-            "auth_code": c.aliyun_auth_code,
-            "endpoint": self.url,
-            "mask": mask,
-            **self._transport(),
-            **overrides,
-        }
-        return AliyunProvider(**options)
+        """``provider("aliyun")``: an :class:`AliyunProvider` sending the number as ``mask``."""
+        return self._adapter(_wire_aliyun.WIRE.adapter, {"mask": mask, **overrides})
 
     def rnd(self, **overrides: Any) -> RndProvider:
-        """An :class:`RndProvider` pointed at this server with the accepted refresh token."""
-        c = self.credentials
-        options: dict[str, Any] = {
-            "refresh_token": c.rnd_refresh_token,
-            "company_id": c.rnd_company_id,
-            "base_url": self.url,
-            **self._transport(),
-            **overrides,
-        }
-        return RndProvider(**options)
+        """``provider("rnd")``: an :class:`RndProvider` with the accepted refresh token."""
+        return self._adapter(_wire_rnd.WIRE.adapter, overrides)
 
     def __repr__(self) -> str:
         where = self._url if self._httpd is not None else "stopped"

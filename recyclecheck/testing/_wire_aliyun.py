@@ -32,12 +32,15 @@ import hashlib
 import hmac
 import re
 import uuid
+from collections.abc import Mapping
+from typing import Any
 
 from ..providers import _acs3
 from ..providers._answers import Answer, NoData
+from ..providers.aliyun import AliyunProvider
 from ._backend import Backend, Credentials
 from ._coverage import aliyun_supports
-from ._wire_base import Incoming, Parsed, Reply, Verdict, verdict
+from ._wire_base import Incoming, Parsed, Reply, Verdict, build_adapter, verdict
 
 __all__ = ["ACTION", "DEFAULT_ENDPOINT", "VERSION", "WIRE", "AliyunWire", "render_verify"]
 
@@ -141,6 +144,25 @@ class AliyunWire:
             "RECYCLECHECK_ALIYUN_AUTH_CODE": credentials.aliyun_auth_code,
             "RECYCLECHECK_ALIYUN_ENDPOINT": url,
         }
+
+    def adapter(
+        self,
+        url: str,
+        credentials: Credentials,
+        transport: Mapping[str, Any],
+        *,
+        mask: str = "SHA256",
+        **overrides: Any,
+    ) -> AliyunProvider:
+        """An :class:`AliyunProvider` pointed at ``url``, sending the number as ``mask``."""
+        accepted = {
+            "access_key_id": credentials.aliyun_access_key_id,
+            "access_key_secret": credentials.aliyun_access_key_secret,
+            "auth_code": credentials.aliyun_auth_code,
+            "endpoint": url,
+            "mask": mask,
+        }
+        return build_adapter(AliyunProvider, accepted, transport, overrides)
 
     def route(self, method: str, route: str) -> str | None:
         """RPC calls go to ``/``."""

@@ -1,8 +1,10 @@
 """What every fake wire format shares: the request and reply values and the verdict rule.
 
-Each ``_wire_<provider>`` module implements :class:`Wire` for one provider.  The
-server and the ``responses`` mocks both drive a request through the same
-``Wire``, so each wire format has one source of truth.
+Each ``_wire_<provider>`` module implements :class:`ProviderWire` for one
+provider.  The server and the ``responses`` mocks both drive a request through
+the same ``Wire``, so each wire format has one source of truth; and each
+``ProviderWire`` also builds its adapter against a fake (:meth:`ProviderWire.adapter`,
+through :func:`build_adapter`), so the server's factories hold no table of their own.
 """
 
 from __future__ import annotations
@@ -11,13 +13,13 @@ import datetime as dt
 import enum
 import json
 import urllib.parse
-from collections.abc import Mapping
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol, TypeVar
 
 import attrs
 from requests.structures import CaseInsensitiveDict
 
-from ..providers._answers import Answer, ChangedSince, LastChange, NoData, NotCovered
+from ..providers._answers import Answer, ChangedSince, LastChange, NoData, NotCovered, Provider
 from ._backend import Backend, Credentials
 from ._faults import (
     AuthRefused,
@@ -33,9 +35,11 @@ from ._faults import (
 __all__ = [
     "Incoming",
     "Parsed",
+    "ProviderWire",
     "Reply",
     "Verdict",
     "Wire",
+    "build_adapter",
     "fault_reply",
     "html_page",
     "huge_json",
@@ -144,6 +148,38 @@ class Wire(Protocol):
     def server_error(self, request: Incoming, parsed: Parsed, status: int) -> Reply:
         """The provider's own 5xx answer."""
         ...
+
+
+class ProviderWire(Wire, Protocol):
+    """A wire some adapter speaks: it also builds that adapter against a fake."""
+
+    def adapter(
+        self, url: str, credentials: Credentials, transport: Mapping[str, Any], **options: Any
+    ) -> Provider:
+        """The adapter pointed at a fake at ``url``, with ``credentials`` it accepts.
+
+        ``transport`` holds the TLS arguments (``ca_bundle``) the fake needs;
+        ``options`` are the wire's own choices (an auth scheme, a mask) or
+        overrides that replace any constructor argument.
+        """
+        ...
+
+
+_A = TypeVar("_A")
+
+
+def build_adapter(
+    cls: Callable[..., _A],
+    accepted: Mapping[str, Any],
+    transport: Mapping[str, Any],
+    overrides: Mapping[str, Any],
+) -> _A:
+    """``cls`` built from keyword arguments: ``accepted``, then ``transport``, then ``overrides``.
+
+    A later mapping wins, so an override replaces any argument (a wrong
+    secret, ``ca_bundle=None``) and the transport any default.
+    """
+    return cls(**{**accepted, **transport, **overrides})
 
 
 class Verdict(enum.Enum):

@@ -36,6 +36,7 @@ import hmac
 import json
 import re
 import urllib.parse
+from collections.abc import Mapping
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -43,11 +44,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
+from ..exceptions import ConfigurationError
 from ..providers._answers import Answer
 from ..providers._jwt import CLIENT_ASSERTION_TYPE
+from ..providers.camara import CamaraProvider
 from ._backend import Backend, Credentials
 from ._coverage import camara_in_range
-from ._wire_base import Incoming, Parsed, Reply, Verdict, verdict
+from ._wire_base import Incoming, Parsed, Reply, Verdict, build_adapter, verdict
 
 __all__ = ["SCOPE", "TOKEN_PATH", "WIRE", "CamaraWire", "error_body", "render_check"]
 
@@ -189,6 +192,28 @@ def _claims_valid(
     return isinstance(jti, str) and bool(jti) and backend.first_use("camara-jti", jti)
 
 
+def _auth_arguments(auth: str, url: str, credentials: Credentials) -> dict[str, Any]:
+    """The adapter's accepted credentials for one ``auth`` mode, its token endpoint at ``url``."""
+    c, token_url = credentials, url + TOKEN_PATH
+    modes: dict[str, dict[str, Any]] = {
+        "token": {"access_token": c.camara_access_token},
+        "secret": {
+            "token_url": token_url,
+            "client_id": c.camara_client_id,
+            "client_secret": c.camara_client_secret,
+        },
+        "private_key_jwt": {
+            "token_url": token_url,
+            "client_id": c.camara_client_id,
+            "private_key": c.camara_private_key,
+            "key_id": c.camara_key_id,
+        },
+    }
+    if auth not in modes:
+        raise ConfigurationError("auth must be 'token', 'secret' or 'private_key_jwt'")
+    return modes[auth]
+
+
 class CamaraWire:
     """CAMARA Number Recycling and its token endpoint, as the fake providers speak them."""
 
@@ -202,6 +227,23 @@ class CamaraWire:
             "RECYCLECHECK_CAMARA_CLIENT_ID": credentials.camara_client_id,
             "RECYCLECHECK_CAMARA_CLIENT_SECRET": credentials.camara_client_secret,
         }
+
+    def adapter(
+        self,
+        url: str,
+        credentials: Credentials,
+        transport: Mapping[str, Any],
+        *,
+        auth: str = "secret",
+        **overrides: Any,
+    ) -> CamaraProvider:
+        """A :class:`CamaraProvider` with its API root at ``url``.
+
+        ``auth`` is ``"token"`` (a static bearer token), ``"secret"`` (client
+        credentials with a client secret) or ``"private_key_jwt"``.
+        """
+        accepted = {"api_root": url, **_auth_arguments(auth, url, credentials)}
+        return build_adapter(CamaraProvider, accepted, transport, overrides)
 
     def route(self, method: str, route: str) -> str | None:
         """``POST /oauth2/token`` and ``POST /number-recycling/{version}/check``."""

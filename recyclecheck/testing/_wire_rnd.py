@@ -38,11 +38,14 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import re
+from collections.abc import Mapping
+from typing import Any
 
 from ..providers._answers import Answer
+from ..providers.rnd import RndProvider
 from ._backend import Backend, Credentials
 from ._coverage import rnd_verdict
-from ._wire_base import Incoming, Parsed, Reply, Verdict
+from ._wire_base import Incoming, Parsed, Reply, Verdict, build_adapter
 from ._wire_batch import BatchParsed
 
 __all__ = ["DEFAULT_BASE_URL", "ID_TOKEN_PATH", "MAX_TNS", "WIRE", "RndWire", "render_reply"]
@@ -101,6 +104,17 @@ class RndWire:
             "RECYCLECHECK_RND_COMPANY_ID": credentials.rnd_company_id,
             "RECYCLECHECK_RND_BASE_URL": url,
         }
+
+    def adapter(
+        self, url: str, credentials: Credentials, transport: Mapping[str, Any], **overrides: Any
+    ) -> RndProvider:
+        """An :class:`RndProvider` pointed at ``url`` with the accepted refresh token."""
+        accepted = {
+            "refresh_token": credentials.rnd_refresh_token,
+            "company_id": credentials.rnd_company_id,
+            "base_url": url,
+        }
+        return build_adapter(RndProvider, accepted, transport, overrides)
 
     def route(self, method: str, route: str) -> str | None:
         """``POST /b/public/api/idToken`` and ``POST /api/tn``."""

@@ -37,9 +37,10 @@ import phonenumbers
 from ..providers import _telesign_auth
 from ..providers._answers import Answer, ChangedSince, LastChange, NoData, NotCovered
 from ..providers._wire import basic_authorization
+from ..providers.telesign import TelesignProvider
 from ._backend import Backend, Credentials
 from ._coverage import telesign_covers
-from ._wire_base import Incoming, Parsed, Reply
+from ._wire_base import Incoming, Parsed, Reply, build_adapter
 
 __all__ = ["DEFAULT_BASE_URL", "WIRE", "TelesignWire", "error_body", "render_phoneid"]
 
@@ -186,6 +187,24 @@ class TelesignWire:
             "RECYCLECHECK_TELESIGN_API_KEY": credentials.telesign_api_key,
             "RECYCLECHECK_TELESIGN_BASE_URL": url,
         }
+
+    def adapter(
+        self,
+        url: str,
+        credentials: Credentials,
+        transport: Mapping[str, Any],
+        *,
+        auth: str = "digest",
+        **overrides: Any,
+    ) -> TelesignProvider:
+        """A :class:`TelesignProvider` pointed at ``url``; ``auth``: ``digest`` or ``basic``."""
+        accepted = {
+            "customer_id": credentials.telesign_customer_id,
+            "api_key": credentials.telesign_api_key,
+            "base_url": url,
+            "auth": auth,
+        }
+        return build_adapter(TelesignProvider, accepted, transport, overrides)
 
     def route(self, method: str, route: str) -> str | None:
         """``POST /v1/phoneid/{digits}`` is the lookup."""

@@ -55,6 +55,7 @@ import datetime as dt
 import hmac
 import re
 import urllib.parse
+from collections.abc import Mapping
 from typing import Any
 
 import phonenumbers
@@ -66,10 +67,10 @@ from ..exceptions import (
     ProviderResponseError,
 )
 from ..providers._answers import Answer
-from ..providers.twilio import MAX_BATCH
+from ..providers.twilio import MAX_BATCH, TwilioProvider
 from ._backend import Backend, Credentials
 from ._coverage import twilio_covers, twilio_verdict
-from ._wire_base import Incoming, Parsed, Reply, Verdict
+from ._wire_base import Incoming, Parsed, Reply, Verdict, build_adapter
 from ._wire_batch import BatchParsed
 
 __all__ = [
@@ -267,6 +268,17 @@ class TwilioWire:
             "TWILIO_AUTH_TOKEN": credentials.twilio_auth_token,
             "RECYCLECHECK_TWILIO_BASE_URL": url,
         }
+
+    def adapter(
+        self, url: str, credentials: Credentials, transport: Mapping[str, Any], **overrides: Any
+    ) -> TwilioProvider:
+        """A :class:`TwilioProvider` pointed at ``url`` with the accepted SID and token."""
+        accepted = {
+            "account_sid": credentials.twilio_account_sid,
+            "auth_token": credentials.twilio_auth_token,
+            "base_url": url,
+        }
+        return build_adapter(TwilioProvider, accepted, transport, overrides)
 
     def route(self, method: str, route: str) -> str | None:
         """``GET /v2/PhoneNumbers/{number}`` is the lookup, ``POST /v2/batch/query`` the batch."""
