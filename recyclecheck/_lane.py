@@ -218,12 +218,22 @@ class Lane:
         loop: Any,
     ) -> None:
         """Run the call (its slot already taken) inline when safe, else on a worker."""
+
+        def on_worker(failed_once: ProviderError | None = None) -> None:
+            self._run_on_worker(
+                flight_key,
+                flight,
+                key,
+                e164=e164,
+                since=since,
+                deadline=deadline,
+                failed_once=failed_once,
+            )
+
         lend = (inline or (loop is not None and _loop_io.available())) and not self.quota_blocks
         # A token from Redis is a worker's job; so is a call without a warm connection.
         if not (lend and self._inline_ready is not None and self._inline_ready(e164)):
-            self._run_on_worker(
-                flight_key, flight, key, e164=e164, since=since, deadline=deadline, failed_once=None
-            )
+            on_worker()
             return
 
         def lookup() -> Answer:
@@ -236,33 +246,16 @@ class Lane:
             if isinstance(error, ProviderError):
                 if retry_pause(error, deadline - time.monotonic()) is None:
                     self._settle(flight_key, flight, error, key, on_caller=True)
-                else:  # the retry may need a new connection: a worker's job
-                    self._run_on_worker(
-                        flight_key,
-                        flight,
-                        key,
-                        e164=e164,
-                        since=since,
-                        deadline=deadline,
-                        failed_once=error,
-                    )
-            elif _loop_io.ended_with_its_loop(error):  # type: ignore[arg-type]
+                else:
+                    on_worker(error)  # the retry may need a new connection: a worker's job
+            elif error is not None and _loop_io.ended_with_its_loop(error):
                 # The loop that ran the call was closed under it: nobody is left to
                 # answer, and the provider did nothing wrong.
                 flight.book()
                 ended = ProviderUnavailable("the event loop closed", provider=self.name)
                 self._settle(flight_key, flight, ended, key, on_caller=True)
             elif error is not None:
-                # NeedsWorker: nothing was sent, start again on a worker.
-                self._run_on_worker(
-                    flight_key,
-                    flight,
-                    key,
-                    e164=e164,
-                    since=since,
-                    deadline=deadline,
-                    failed_once=None,
-                )
+                on_worker()  # NeedsWorker: nothing was sent, start again on a worker
             else:
                 self._settle(flight_key, flight, answer, key, on_caller=True)  # type: ignore[arg-type]
 
