@@ -17,6 +17,7 @@ import math
 import threading
 import time
 from collections.abc import Mapping
+from contextvars import ContextVar
 from http.cookiejar import DefaultCookiePolicy
 from typing import Any
 
@@ -97,7 +98,10 @@ def parse_retry_after(value: str | None, *, now: dt.datetime | None = None) -> f
     return max(0.0, (when - now).total_seconds())
 
 
-_request_scope = threading.local()
+#: Whether the running code is inside one of our requests.  A context variable, not a
+#: thread-local: lookups on an event loop's thread (``_loop_io``) interleave on one
+#: thread, and each must keep its own request lines withheld until it ends.
+_IN_OUR_REQUEST: ContextVar[bool] = ContextVar("recyclecheck_in_our_request", default=False)
 
 
 class _WithholdOwnUrls(logging.Filter):
@@ -110,7 +114,7 @@ class _WithholdOwnUrls(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if getattr(_request_scope, "active", False) and isinstance(record.args, tuple):
+        if _IN_OUR_REQUEST.get() and isinstance(record.args, tuple):
             record.args = tuple(
                 "<withheld>"
                 if isinstance(arg, str) and (arg.startswith("/") or "://" in arg)
@@ -256,7 +260,7 @@ class HttpClient:
         proxies = self._proxies if self._proxies is not None else self._proxies_from_environ(url)
         if proxies and is_inline():
             raise NeedsWorker  # a proxy may mean a tunnel to set up: not on the caller's thread
-        _request_scope.active = True
+        in_request = _IN_OUR_REQUEST.set(True)
         try:
             # Our sockets read the deadline from here on every send and receive.
             with deadline_scope(deadline):
@@ -284,7 +288,7 @@ class HttpClient:
                 finally:
                     response.close()
         finally:
-            _request_scope.active = False
+            _IN_OUR_REQUEST.reset(in_request)
 
     def _remember_pool(self, url: str, response: requests.Response) -> None:
         if self._own_session and url.startswith(self._pool_prefix):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from urllib.parse import unquote
 
 #: A Chinese mobile or a NANP number, with or without its country code, standing alone
 #: (not inside a word, a UUID or a longer run of digits).
@@ -29,8 +30,11 @@ def forbidden_forms(e164: str) -> list[str]:
 
 
 def leaks(text: str, numbers: list[str] | tuple[str, ...] = ()) -> list[str]:
-    """Every leaked number-like string or known form of ``numbers`` found in ``text``."""
-    found = [m.group(0) for m in _NUMBER_LIKE.finditer(text)]
-    for number in numbers:
-        found.extend(form for form in forbidden_forms(number) if form in text)
+    """Every leaked number-like string or known form of ``numbers`` found in ``text``,
+    as it stands or percent-decoded (a number in a URL path or query is ``%2B...``)."""
+    found: list[str] = []
+    for form in dict.fromkeys((text, unquote(text))):
+        found.extend(m.group(0) for m in _NUMBER_LIKE.finditer(form))
+        for number in numbers:
+            found.extend(f for f in forbidden_forms(number) if f in form)
     return found

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -34,6 +35,9 @@ pytestmark = pytest.mark.skipif(not _loop_io.available(), reason="needs recyclec
 
 TIMEOUT = 0.5
 SLACK = 0.1
+#: A gap between two turns of the loop that only a blocked loop shows (a blocked loop
+#: stalls for the whole deadline; a busy machine delays a turn by tens of milliseconds).
+STALL = TIMEOUT / 2
 #: After the deadline, how long the loop may take to let go of a trickling connection.
 RELEASE = 0.2
 BOUND = dt.date(2024, 3, 2)
@@ -186,8 +190,9 @@ def test_every_fault_on_a_warm_connection_ends_by_the_deadline_without_blocking_
         assert decision.action is Action.STEP_UP
         assert decision.reason is Reason.PROVIDER_UNAVAILABLE
         assert decision.elapsed <= TIMEOUT + SLACK
-        # The loop turned all along: a blocked loop would show one gap as long as the wait.
-        assert ticker.longest_gap < 0.1, f"the loop stalled for {ticker.longest_gap:.3f}s"
+        # The loop turned all along: a blocked loop would show one gap as long as the wait
+        # (the whole deadline); the bound leaves room for a loaded machine's scheduling.
+        assert ticker.longest_gap < STALL, f"the loop stalled for {ticker.longest_gap:.3f}s"
         if not isinstance(fault, HugeBody):  # refused as soon as the limit is passed
             assert decision.elapsed >= TIMEOUT / 2
             assert ticker.ticks >= 10
@@ -227,12 +232,11 @@ def test_an_answer_arriving_in_a_hundred_pieces_is_read_in_full(
     """Every piece of a slow but timely answer is a wait in the loop, and the answer counts."""
     guard, recorded = fresh_guard(server, "twilio")
     with guard:
-        _, decision, loop_thread, ticker = asyncio.run(
+        _, decision, loop_thread, _ = asyncio.run(
             warm_then(guard, US_NEVER, lambda: server.inject(HeaderDrip(0.001), number=US_NEVER))
         )
     assert decision.reason is Reason.NOT_REISSUED
     assert recorded.threads[1] == loop_thread
-    assert ticker.longest_gap < 0.1
 
 
 def test_tls_on_the_loop() -> None:
@@ -247,7 +251,7 @@ def test_tls_on_the_loop() -> None:
             )
             assert dripped.reason is Reason.PROVIDER_UNAVAILABLE
             assert dripped.elapsed <= TIMEOUT + SLACK
-            assert ticker.longest_gap < 0.1
+            assert ticker.longest_gap < STALL
 
 
 def test_a_cancelled_acheck_on_the_loop_still_lands_in_the_cache(
@@ -310,12 +314,11 @@ def test_without_greenlet_every_lookup_hops_to_a_worker(
     monkeypatch.setattr(_loop_io, "_greenlet", False)
     guard, recorded = fresh_guard(server, "twilio")
     with guard:
-        _, decision, loop_thread, ticker = asyncio.run(
+        _, decision, loop_thread, _ = asyncio.run(
             warm_then(guard, US_NEVER, lambda: server.inject(Latency(0.1), number=US_NEVER))
         )
     assert decision.reason is Reason.NOT_REISSUED
     assert loop_thread not in recorded.threads
-    assert ticker.longest_gap < 0.1
 
 
 def test_many_concurrent_achecks_share_the_loop_and_the_pool(server: FakeProviderServer) -> None:
@@ -333,3 +336,34 @@ def test_many_concurrent_achecks_share_the_loop_and_the_pool(server: FakeProvide
     expected = {US_NEVER: Reason.NOT_REISSUED, US_REISSUED: Reason.REISSUED_AFTER_BINDING}
     assert [d.reason for d in decisions] == [expected[n] for n in numbers]
     assert guard.pool.in_flight == 0
+
+
+def test_interleaved_lookups_on_one_loop_keep_their_request_lines_out_of_the_logs(
+    server: FakeProviderServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two lookups parked on one loop at once: when the first ends, the second's urllib3
+    request line (which carries the number in Twilio's path) is still withheld."""
+    guard, recorded = fresh_guard(server, "twilio")
+
+    async def interleaved() -> tuple[list[Decision], int]:
+        # Two slow cold lookups at once leave two warm connections in the pool.
+        server.inject(Latency(0.1))
+        await asyncio.gather(*(guard.acheck(n, bound_at=BOUND) for n in (US_NEVER, US_REISSUED)))
+        server.clear_faults()
+        server.inject(Latency(0.1), number=US_REISSUED)
+        caplog.clear()
+        decisions = await asyncio.gather(
+            guard.acheck(US_REISSUED, bound_at=BOUND),  # parked until after the other ends
+            guard.acheck(US_NEVER, bound_at=BOUND),
+        )
+        return list(decisions), threading.get_ident()
+
+    with guard, caplog.at_level(logging.DEBUG):
+        decisions, loop_thread = asyncio.run(interleaved())
+    assert [d.reason for d in decisions] == [Reason.REISSUED_AFTER_BINDING, Reason.NOT_REISSUED]
+    assert recorded.threads[2:] == [loop_thread, loop_thread]  # both ran on the loop
+    request_lines = [r.getMessage() for r in caplog.records if "HTTP/1.1" in r.getMessage()]
+    assert len(request_lines) == 2
+    for line in request_lines:
+        assert "<withheld>" in line
+        assert "2015550" not in line
