@@ -260,11 +260,14 @@ class Guard:
     ) -> Decision:
         """:meth:`check` for ``async`` code: the same Decision, deadline and rules.
 
-        Nothing that blocks runs on the event loop's thread: provider calls and
-        out-of-process cache reads run on the Guard's workers and are awaited.
-        Cancelling the awaiting task abandons only the wait; a provider call it
-        started goes on and its answer still lands in the cache.  Built on
-        ``asyncio`` (under Trio, run :meth:`check` in ``trio.to_thread``).
+        Nothing blocks the event loop.  With ``greenlet`` installed (the
+        ``async`` extra) a lookup over a warm connection runs on the loop's own
+        thread, each socket wait a wait in the loop's selector (``_loop_io``);
+        every other provider call, and out-of-process cache reads, run on the
+        Guard's workers and are awaited.  Cancelling the awaiting task abandons
+        only the wait; a provider call it started goes on and its answer still
+        lands in the cache.  Built on ``asyncio`` (under Trio, run :meth:`check`
+        in ``trio.to_thread``).
         """
         import asyncio  # noqa: PLC0415 - only async callers pay for importing asyncio
 

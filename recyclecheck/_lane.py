@@ -1,7 +1,8 @@
 """One provider's machinery: breaker, worker slots, single flight, cache namespace, quota.
 
 A :class:`Lane` starts a provider call without blocking the caller (unless it
-may run the call inline, see ``PERF`` notes in ``_guard``), and hands back a
+may run the call inline on the caller's thread, or on its event loop's thread
+through ``_loop_io``: both only over a warm, deadline-bound connection), and hands back a
 :class:`Flight`: a future resolved with the provider's answer or the
 :class:`ProviderError` that replaced it, *as a value*.  The lane keeps its
 own books: the breaker hears of each provider call exactly once, when the call
