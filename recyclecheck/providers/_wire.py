@@ -13,7 +13,7 @@ import os
 import re
 import stat
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..exceptions import (
@@ -232,6 +232,32 @@ class Strict:
         if key not in obj:
             raise self.error(f"{what} is missing")
         return obj[key]
+
+    def grouped(
+        self,
+        payload: object,
+        key: str,
+        count: int,
+        position: Callable[[dict[str, Any]], int],
+        *,
+        body: str = "body",
+        item: str = "item",
+    ) -> list[list[dict[str, Any]]]:
+        """A batch answer's items under ``key``, grouped by the question each answers.
+
+        ``payload`` must be an object (``body`` names it) holding a list under
+        ``key`` whose entries are objects (``item`` names one); ``position``
+        gives the index, below ``count``, of the question an item answers, or
+        raises this answer's error.  Any surprise is an error for the whole batch.
+        """
+        items = self.field(self.obj(payload, body), key, key)
+        if not isinstance(items, list):
+            raise self.error(f"{key} is not a list")
+        found: list[list[dict[str, Any]]] = [[] for _ in range(count)]
+        for raw in items:
+            entry = self.obj(raw, item)
+            found[position(entry)].append(entry)
+        return found
 
     def string(self, value: object, what: str) -> str:
         """Return ``value`` as a string."""

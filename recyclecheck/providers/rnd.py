@@ -335,33 +335,24 @@ def parse_batch(
     ``tn`` asked, gives one to every question.  Nothing here raises.
     """
     strict = Strict(_NAME, status)
+    by_tn = {tn: position for position, (tn, _since) in enumerate(asked)}
+
+    def position(reply: dict[str, Any]) -> int:
+        tn = reply.get("tn")
+        if not isinstance(tn, str) or tn not in by_tn:
+            raise strict.error("a reply is about no number asked")
+        return by_tn[tn]
+
     try:
-        body = strict.obj(payload, "answer")
-        replies = strict.field(body, "replies", "replies")
-        if not isinstance(replies, list):
-            raise strict.error("replies is not a list")
-        found = _sort_replies(strict, replies, asked)
+        found = strict.grouped(
+            payload, "replies", len(asked), position, body="answer", item="reply"
+        )
     except ProviderResponseError as exc:
         return [as_result(exc)] * len(asked)
     return [
         _reply_result(strict, matches, tn, since, company_id)
         for matches, (tn, since) in zip(found, asked, strict=True)
     ]
-
-
-def _sort_replies(
-    strict: Strict, replies: list[object], asked: Sequence[tuple[str, dt.date]]
-) -> list[list[dict[str, Any]]]:
-    """The replies about each ``tn`` asked, by position."""
-    by_tn = {tn: position for position, (tn, _since) in enumerate(asked)}
-    found: list[list[dict[str, Any]]] = [[] for _ in asked]
-    for raw in replies:
-        reply = strict.obj(raw, "reply")
-        tn = reply.get("tn")
-        if not isinstance(tn, str) or tn not in by_tn:
-            raise strict.error("a reply is about no number asked")
-        found[by_tn[tn]].append(reply)
-    return found
 
 
 def _reply_result(

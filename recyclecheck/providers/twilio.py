@@ -350,30 +350,21 @@ def parse_batch(payload: object, asked: Sequence[Item]) -> list[Result]:
     every item.  Nothing here raises.
     """
     strict = Strict(_NAME)
+    by_number = {number: position for position, (number, _since) in enumerate(asked)}
     try:
-        body = strict.obj(payload, "body")
-        items = strict.field(body, "phone_numbers", "phone_numbers")
-        if not isinstance(items, list):
-            raise strict.error("phone_numbers is not a list")
-        found = _sort_items(strict, items, asked)
+        found = strict.grouped(
+            payload,
+            "phone_numbers",
+            len(asked),
+            lambda item: _position(strict, item, by_number, len(asked)),
+            item="phone_numbers item",
+        )
     except ProviderResponseError as exc:
         return [as_result(exc)] * len(asked)
     return [
         _item_result(strict, answers, number, since)
         for answers, (number, since) in zip(found, asked, strict=True)
     ]
-
-
-def _sort_items(
-    strict: Strict, items: list[object], asked: Sequence[Item]
-) -> list[list[dict[str, Any]]]:
-    """The answer items about each question asked, by position."""
-    by_number = {number: position for position, (number, _since) in enumerate(asked)}
-    found: list[list[dict[str, Any]]] = [[] for _ in asked]
-    for raw in items:
-        item = strict.obj(raw, "phone_numbers item")
-        found[_position(strict, item, by_number, len(asked))].append(item)
-    return found
 
 
 def _position(strict: Strict, item: dict[str, Any], by_number: dict[str, int], count: int) -> int:
