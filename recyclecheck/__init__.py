@@ -22,6 +22,7 @@ from ._router import Fallback, Route, Router
 from ._sweep import SweepResult, SweepRow
 from ._version import __version__
 from .exceptions import (
+    CacheUnavailable,
     ConfigurationError,
     InvalidInput,
     InvalidPhoneNumber,
@@ -52,6 +53,7 @@ logging.getLogger("recyclecheck").addHandler(logging.NullHandler())
 
 __all__ = [
     "Action",
+    "CacheUnavailable",
     "ConfigurationError",
     "Decision",
     "Fact",

@@ -1,4 +1,14 @@
-"""Fact caches: the protocol and the in-process backend."""
+"""Fact caches: the protocol, the in-process backend, and strict reads and writes.
+
+A cache never fails a login: ``get`` and ``set`` swallow backend trouble.  A
+caller off the login path that would act wrongly on a miss that is really an
+outage (``Guard.record_change`` merges what it reads into what it writes) uses
+:func:`read_strictly` and :func:`write_strictly` instead: they call the cache's
+optional ``get_strict``/``set_strict`` (``RedisCache`` has them), which raise
+:class:`~recyclecheck.CacheUnavailable`.  A cache without them is read and
+written with ``get``/``set``, and only what those raise is reported: a cache
+that swallows its backend's errors, as the protocol asks, gives no guarantee.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +17,12 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from ._facts import Fact
-from .exceptions import ConfigurationError
+from .exceptions import CacheUnavailable, ConfigurationError
 
-__all__ = ["FactCache", "MemoryCache", "seconds"]
+__all__ = ["FactCache", "MemoryCache", "read_strictly", "seconds", "write_strictly"]
 
 #: How long "no change up to now" is trusted by default.
 DEFAULT_TTL = 3600.0
@@ -40,6 +50,12 @@ class FactCache(Protocol):
     thread-safe; ``get`` returns ``None`` for a missing, expired or unreadable
     entry, and neither method may raise for backend trouble (a cache is an
     optimisation, never a reason to fail a login).
+
+    Optionally, for callers off the login path (``Guard.record_change``), a
+    cache may also have ``get_strict(key)`` and ``set_strict(key, fact)``: the
+    same, except that they raise :class:`~recyclecheck.CacheUnavailable` when
+    the backend failed.  They are not part of this protocol, so caches written
+    without them still satisfy it.
     """
 
     ttl: float
@@ -54,6 +70,39 @@ class FactCache(Protocol):
     def set(self, key: str, fact: Fact) -> None:
         """Store ``fact`` under ``key``."""
         ...
+
+
+def read_strictly(cache: FactCache, key: str) -> Fact | None:
+    """The fact under ``key``; raise :class:`~recyclecheck.CacheUnavailable` if the read failed.
+
+    Uses ``cache.get_strict`` where the cache has one, else ``cache.get``;
+    any other exception either raises becomes ``CacheUnavailable("read", ...)``
+    naming its type (the original is the ``__cause__``).
+    """
+    strict = getattr(cache, "get_strict", None)
+    read = strict if callable(strict) else cache.get
+    fact: Fact | None = _strictly("read", read, key)
+    return fact
+
+
+def write_strictly(cache: FactCache, key: str, fact: Fact) -> None:
+    """Store ``fact``; raise :class:`~recyclecheck.CacheUnavailable` if the write failed.
+
+    Uses ``cache.set_strict`` where the cache has one, else ``cache.set``, as
+    :func:`read_strictly` does.
+    """
+    strict = getattr(cache, "set_strict", None)
+    write = strict if callable(strict) else cache.set
+    _strictly("write", write, key, fact)
+
+
+def _strictly(operation: Literal["read", "write"], method: Any, *args: object) -> Any:
+    try:
+        return method(*args)
+    except CacheUnavailable:
+        raise
+    except Exception as exc:  # a custom cache's own error: report its type only
+        raise CacheUnavailable(operation, type(exc).__name__) from exc
 
 
 class MemoryCache:

@@ -25,7 +25,7 @@ import attrs
 
 from . import _telemetry
 from ._answers import NotCovered, Provider
-from ._cache import FactCache, MemoryCache, seconds
+from ._cache import FactCache, MemoryCache, read_strictly, seconds, write_strictly
 from ._dates import utc_date
 from ._decision import Decision
 from ._facts import Fact, answer_from_fact, merge
@@ -457,7 +457,13 @@ class Guard:
 
         Raises :class:`~recyclecheck.InvalidPhoneNumber` or
         :class:`~recyclecheck.InvalidInput` for bad input.  Unlike :meth:`check`,
-        this waits for the cache (it is not on a login path).
+        this waits for the cache (it is not on a login path) and raises
+        :class:`~recyclecheck.CacheUnavailable` when it cannot read the stored
+        fact (then nothing is written, so a later date is never lost) or cannot
+        write the new one; the call can simply be repeated.  A ``RedisCache``
+        reports every failure, its open breaker too; a cache of your own is
+        read and written with its ``get_strict``/``set_strict`` if it has them,
+        else with ``get``/``set``, and only what those raise is reported.
         """
         region = self.default_region if region is None else check_region(region)
         e164 = normalize(phone, region).e164
@@ -471,7 +477,8 @@ class Guard:
             raise InvalidInput(f"on must be a date or an aware datetime, not {type(on).__name__}")
         key = self._feed_key(e164)
         fact = Fact(changed_from=day, change_exact=True)
-        self.cache.set(key, merge(self._cached_fact(key), fact))
+        stored = read_strictly(self.cache, key)  # raises before anything is written
+        write_strictly(self.cache, key, merge(stored, fact))
 
     def _feed_key(self, e164: str) -> str:
         return hmac_number(self._key, FEED, e164)

@@ -17,6 +17,12 @@ secret) without either use weakening the other::
 
 Entries expire in Redis (``SET ... PX``) when their longest-lived claim does,
 exactly as in :class:`~recyclecheck.MemoryCache`.
+
+``get`` and ``set`` never raise (a login never fails for its cache);
+``get_strict`` and ``set_strict``, for callers off the login path, raise
+:class:`~recyclecheck.CacheUnavailable` when Redis did not answer.  Both pairs
+go through one ``_command``: the same breaker, the same logging (the exception
+type only).
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -41,7 +47,7 @@ from ._facts import Fact
 from ._redis_client import check_fast_client, fast_redis_client
 from ._resilience import CircuitBreaker
 from ._secrets import secret_bytes
-from .exceptions import ConfigurationError
+from .exceptions import CacheUnavailable, ConfigurationError
 
 if TYPE_CHECKING:  # redis is the optional extra ``recyclecheck[redis]``
     import redis
@@ -114,6 +120,11 @@ class RedisCache:
     only) and reads as a miss.  After :data:`BREAKER_THRESHOLD` consecutive
     Redis failures the cache stops calling Redis for :data:`BREAKER_RECOVERY`
     seconds, so an outage costs logins no time.
+
+    ``get_strict`` and ``set_strict`` are the same for callers off the login
+    path (:meth:`Guard.record_change`): they raise
+    :class:`~recyclecheck.CacheUnavailable` when Redis fails, times out or the
+    breaker is open.
     """
 
     #: Keys must be stable across processes: the Guard then requires its own secret.
@@ -197,6 +208,37 @@ class RedisCache:
             return
         self._call("write", lambda: self._client.set(name, value, px=expires_in))
 
+    # -- strict, for callers off the login path ---------------------------------------
+
+    def get_strict(self, key: str) -> Fact | None:
+        """Return the fact stored under ``key``, if any; raise if Redis did not answer.
+
+        Raises :class:`~recyclecheck.CacheUnavailable` when the ``GET`` failed or
+        timed out, or the breaker is open; it is logged as in :meth:`get`.
+        ``None`` means Redis answered: nothing is stored, or what is stored
+        cannot be opened (tampered, malformed, sealed for another key; logged).
+        Such an entry reads as ``None`` for every holder of the secret, so
+        overwriting it loses nothing any reader could see, whereas refusing
+        would block the key for as long as the entry lives.
+        """
+        name = self.key_name(key)
+        raw = self._command("read", lambda: self._client.get(name))
+        return None if raw is None else self._open(name, raw)
+
+    def set_strict(self, key: str, fact: Fact) -> None:
+        """Store ``fact`` sealed under ``key``; raise if Redis did not take it.
+
+        Raises :class:`~recyclecheck.CacheUnavailable` when the ``SET`` failed or
+        timed out, or the breaker is open; it is logged as in :meth:`set`.  A
+        fact whose claims have all lapsed is not stored, as with :meth:`set`.
+        """
+        name = self.key_name(key)
+        expires_in = self._lifetime(fact)
+        if expires_in is None:
+            return
+        value = self._seal(name, fact.to_bytes())
+        self._command("write", lambda: self._client.set(name, value, px=expires_in))
+
     # -- helpers ----------------------------------------------------------------------
 
     def key_name(self, key: str) -> str:
@@ -216,18 +258,27 @@ class RedisCache:
             return None
         return max(1, math.ceil((expires_at - now) * 1000))
 
-    def _call(self, what: str, command: Callable[[], object]) -> tuple[bool, object]:
+    def _call(
+        self, what: Literal["read", "write"], command: Callable[[], object]
+    ) -> tuple[bool, object]:
         """Run one Redis command unless the breaker is open; never raise."""
-        if not self._breaker.allow():
+        try:
+            return True, self._command(what, command)
+        except CacheUnavailable:
             return False, None
+
+    def _command(self, what: Literal["read", "write"], command: Callable[[], object]) -> object:
+        """Run one Redis command unless the breaker is open; raise ``CacheUnavailable`` if not."""
+        if not self._breaker.allow():
+            raise CacheUnavailable(what, "circuit open")
         try:
             result = command()
         except Exception as exc:  # RedisError, OSError, or anything a client may raise
             self._breaker.record_failure()
             logger.warning("recyclecheck redis cache %s failed: %s", what, type(exc).__name__)
-            return False, None
+            raise CacheUnavailable(what, type(exc).__name__) from exc
         self._breaker.record_success()
-        return True, result
+        return result
 
     def _aad(self, name: str) -> bytes:
         return _VERSION + name.encode("utf-8")

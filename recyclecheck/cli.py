@@ -73,7 +73,7 @@ from ._sweep import (
 )
 from ._sweep import parse_bound_at as parse_binding
 from ._version import __version__
-from .exceptions import ConfigurationError, InvalidInput, InvalidPhoneNumber
+from .exceptions import CacheUnavailable, ConfigurationError, InvalidInput, InvalidPhoneNumber
 from .providers import Provider, SandboxProvider
 from .providers._wire import CA_BUNDLE_ENV, check_ca_bundle
 
@@ -650,62 +650,31 @@ def _add_feed(commands: argparse._SubParsersAction[_Parser]) -> None:
     ingest.set_defaults(feed_usage=ingest.format_usage())
 
 
-class _WatchedRedis:
-    """A Redis client that remembers its first failure and takes no write after it.
+class _FeedRecorder:
+    """``Guard.record_change`` that stops the ingest at the first fact Redis did not take.
 
-    ``RedisCache`` never raises (a login must not fail for its cache), so a
-    write lost to an outage would pass unseen, and a failed read would let
-    ``record_change`` overwrite a later date with an earlier one.  `feed
-    ingest` watches the client instead, and stops at the first failure.
+    ``record_change`` raises ``CacheUnavailable`` when Redis failed its read
+    (having written nothing, so no later date is lost) or its write; the
+    ingest stops there with a configuration error saying how far it got.
     """
 
-    def __init__(self, client: Any) -> None:
-        self._client = client
-        self.failure: str | None = None
-
-    @property
-    def connection_pool(self) -> Any:
-        """The real client's pool, so RedisCache checks its timeouts and retries."""
-        return self._client.connection_pool
-
-    def _call(self, command: str, *args: Any, **kwargs: Any) -> Any:
-        if self.failure is not None:
-            raise ConnectionError("an earlier Redis command failed")
-        try:
-            return getattr(self._client, command)(*args, **kwargs)
-        except Exception as exc:
-            self.failure = type(exc).__name__
-            raise
-
-    def get(self, name: str) -> Any:
-        """``GET``, watched."""
-        return self._call("get", name)
-
-    def set(self, name: str, value: bytes, **options: Any) -> Any:
-        """``SET``, watched."""
-        return self._call("set", name, value, **options)
-
-
-class _FeedRecorder:
-    """``Guard.record_change`` that stops the ingest when Redis did not take a fact."""
-
-    def __init__(self, guard: Guard, redis: _WatchedRedis) -> None:
+    def __init__(self, guard: Guard) -> None:
         self.guard = guard
-        self.redis = redis
         self.recorded = 0
 
     def record_change(
         self, phone: str, *, on: dt.date | dt.datetime, region: str | None = None
     ) -> None:
-        self.guard.record_change(phone, on=on, region=region)
-        if self.redis.failure is not None:
+        try:
+            self.guard.record_change(phone, on=on, region=region)
+        except CacheUnavailable as exc:
             done = (
                 f"{self.recorded} row was" if self.recorded == 1 else f"{self.recorded} rows were"
             )
             raise ConfigurationError(
-                f"Redis stopped answering ({self.redis.failure}) after {done} recorded; "
+                f"Redis stopped answering ({exc.cause}) after {done} recorded; "
                 "the rest were not (ingesting the file again is safe)"
-            )
+            ) from exc
         self.recorded += 1
 
 
@@ -779,10 +748,8 @@ def _feed_guard(args: argparse.Namespace) -> tuple[_FeedRecorder, Any]:
     client = _feed_redis(args, url, url_from)
     from ._redis_cache import RedisCache  # noqa: PLC0415 - loads cryptography
 
-    watched = _WatchedRedis(client)
-    duck: Any = watched  # RedisCache takes any client with get() and set()
     try:
-        cache = RedisCache(duck, secret=cache_secret, prefix=args.redis_prefix)
+        cache = RedisCache(client, secret=cache_secret, prefix=args.redis_prefix)
         client.ping()
     except ConfigurationError:
         client.close()
@@ -791,7 +758,7 @@ def _feed_guard(args: argparse.Namespace) -> tuple[_FeedRecorder, Any]:
         client.close()
         raise ConfigurationError(f"cannot reach Redis ({type(exc).__name__})") from None
     guard = Guard(SandboxProvider({}, name="feed-ingest"), cache=cache, secret=secret)
-    return _FeedRecorder(guard, watched), client
+    return _FeedRecorder(guard), client
 
 
 def _render_feed_report(report: Any) -> str:

@@ -6,6 +6,8 @@
     ├── InvalidInput (also ValueError)        bad caller input; raised out of Guard.check
     │   └── InvalidPhoneNumber                the phone string is not a usable number
     ├── ConfigurationError (also ValueError)  a provider or Guard was set up wrongly
+    ├── CacheUnavailable                      the cache failed a read or write a caller must
+    │                                         know of (Guard.record_change; never Guard.check)
     └── ProviderError                         the provider could not give a usable answer;
         │                                     Guard.check turns these into a Decision
         ├── ProviderTimeout                   the deadline ran out
@@ -21,7 +23,10 @@ provider error codes only.
 
 from __future__ import annotations
 
+from typing import Literal
+
 __all__ = [
+    "CacheUnavailable",
     "ConfigurationError",
     "InvalidInput",
     "InvalidPhoneNumber",
@@ -49,6 +54,29 @@ class InvalidPhoneNumber(InvalidInput):
 
 class ConfigurationError(RecycleCheckError, ValueError):
     """A Guard, cache or provider was configured with missing or contradictory options."""
+
+
+class CacheUnavailable(RecycleCheckError):
+    """The fact cache could not be read or written, and the caller must know.
+
+    Raised only off the login path, by :meth:`Guard.record_change`, which
+    merges what it reads with what it writes: acting on a failed read as if
+    nothing were stored could replace a later change date with an earlier one.
+    :meth:`Guard.check` never raises it (a login never fails for its cache).
+
+    ``operation`` is ``"read"`` or ``"write"``; ``cause`` names what went
+    wrong: the type of the backend's exception (``"TimeoutError"``), or
+    ``"circuit open"`` when the cache skipped the call after recent failures.
+    The message holds only these two, never a number or a key.
+    """
+
+    def __init__(self, operation: Literal["read", "write"], cause: str) -> None:
+        super().__init__(operation, cause)  # positional, so the error pickles
+        self.operation = operation
+        self.cause = cause
+
+    def __str__(self) -> str:
+        return f"cache {self.operation} failed ({self.cause})"
 
 
 class ProviderError(RecycleCheckError):

@@ -10,6 +10,7 @@ import pytest
 
 from recyclecheck import (
     Action,
+    CacheUnavailable,
     ConfigurationError,
     Guard,
     InvalidInput,
@@ -18,7 +19,10 @@ from recyclecheck import (
     Reason,
     Router,
 )
+from recyclecheck._facts import Fact
 from recyclecheck.providers import ChangedSince, SandboxProvider
+
+from .privacy import leaks
 
 NUMBER = "+8613900139000"  # never reissued, says the demo sandbox
 
@@ -116,3 +120,97 @@ def test_a_recorded_change_counts_for_a_number_no_route_covers() -> None:
     guard.record_change(NUMBER, on=dt.date(2025, 6, 1))
     decision = guard.check(NUMBER, bound_at=dt.date(2022, 5, 10))
     assert (decision.action, decision.provider) == (Action.STEP_UP, "feed")
+
+
+# -- caches that fail, and caches of your own ---------------------------------------
+
+
+class DictCache:
+    """The least a FactCache needs: get and set, no strict methods."""
+
+    ttl = 60.0
+    change_ttl = 3600.0
+    shared = False
+
+    def __init__(self) -> None:
+        self.facts: dict[str, Fact] = {}
+        self.writes = 0
+
+    def get(self, key: str) -> Fact | None:
+        return self.facts.get(key)
+
+    def set(self, key: str, fact: Fact) -> None:
+        self.writes += 1
+        self.facts[key] = fact
+
+
+class FailingReads(DictCache):
+    def get(self, key: str) -> Fact | None:
+        raise OSError(f"backend down while reading {NUMBER}")  # even a careless message
+
+
+class FailingWrites(DictCache):
+    def set(self, key: str, fact: Fact) -> None:
+        raise OSError("backend down")
+
+
+class StrictCache(DictCache):
+    """A cache of your own with strict methods: record_change uses them, not get/set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.strict_calls: list[str] = []
+
+    def get_strict(self, key: str) -> Fact | None:
+        self.strict_calls.append("get_strict")
+        return self.facts.get(key)
+
+    def set_strict(self, key: str, fact: Fact) -> None:
+        self.strict_calls.append("set_strict")
+        self.facts[key] = fact
+
+
+@pytest.mark.parametrize("make", [MemoryCache, DictCache, StrictCache], ids=lambda m: m.__name__)
+def test_any_cache_keeps_the_later_date(make: Any) -> None:
+    """MemoryCache, a cache with only get/set, and one with strict methods: later wins."""
+    guard = Guard(Counting(), timeout=1, cache=make())
+    guard.record_change(NUMBER, on=dt.date(2023, 1, 1))
+    guard.record_change(NUMBER, on=dt.date(2025, 6, 1))
+    guard.record_change(NUMBER, on=dt.date(2023, 1, 1))
+    decision = guard.check(NUMBER, bound_at=dt.date(2024, 5, 10))
+    assert (decision.provider, decision.reissued_on) == ("feed", dt.date(2025, 6, 1))
+
+
+def test_strict_methods_of_a_cache_of_your_own_are_used() -> None:
+    cache = StrictCache()
+    Guard(Counting(), timeout=1, cache=cache).record_change(NUMBER, on=dt.date(2025, 6, 1))
+    assert cache.strict_calls == ["get_strict", "set_strict"]
+    assert cache.writes == 0  # set was not called
+
+
+def test_a_cache_whose_get_raises_stops_record_change_before_any_write() -> None:
+    """Without strict methods, what get raises is still reported, and nothing is written;
+    the message names the operation and the exception type, never the number."""
+    cache = FailingReads()
+    guard = Guard(Counting(), timeout=1, cache=cache)
+    with pytest.raises(CacheUnavailable) as caught:
+        guard.record_change(NUMBER, on=dt.date(2023, 1, 1))
+    assert (caught.value.operation, caught.value.cause) == ("read", "OSError")
+    assert isinstance(caught.value.__cause__, OSError)
+    assert str(caught.value) == "cache read failed (OSError)"
+    assert not leaks(str(caught.value) + repr(caught.value), [NUMBER])
+    assert cache.writes == 0
+
+
+def test_a_cache_whose_set_raises_fails_record_change() -> None:
+    guard = Guard(Counting(), timeout=1, cache=FailingWrites())
+    with pytest.raises(CacheUnavailable, match=r"^cache write failed \(OSError\)$"):
+        guard.record_change(NUMBER, on=dt.date(2025, 6, 1))
+
+
+def test_a_failing_cache_still_never_fails_a_check() -> None:
+    """The strictness is record_change's alone: check reads past the same cache."""
+    decision = Guard(Counting(), timeout=1, cache=FailingReads()).check(
+        NUMBER, bound_at=dt.date(2022, 5, 10)
+    )
+    assert decision.reason is Reason.NOT_REISSUED

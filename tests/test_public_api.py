@@ -16,6 +16,7 @@ import recyclecheck.providers
 EXPECTED = {
     recyclecheck: [
         "Action",
+        "CacheUnavailable",
         "ConfigurationError",
         "Decision",
         "Fact",
@@ -128,6 +129,22 @@ def test_exception_tree() -> None:
     for name in ("ProviderTimeout", "ProviderUnavailable", "ProviderRateLimited"):
         assert issubclass(getattr(exc, name), exc.ProviderError)
     assert exc.ProviderRateLimited("x", retry_after=3).retry_after == 3
+
+
+def test_cache_unavailable_says_what_failed_and_pickles() -> None:
+    """CacheUnavailable carries the operation and the cause's type; it survives pickling
+    (a task queue sends exceptions between processes)."""
+    import pickle  # noqa: PLC0415
+
+    error = recyclecheck.CacheUnavailable("write", "TimeoutError")
+    assert str(error) == "cache write failed (TimeoutError)"
+    copy = pickle.loads(pickle.dumps(error))
+    assert (type(copy), copy.operation, copy.cause) == (
+        recyclecheck.CacheUnavailable,
+        "write",
+        "TimeoutError",
+    )
+    assert not issubclass(recyclecheck.CacheUnavailable, recyclecheck.ProviderError)
 
 
 def test_importing_recyclecheck_does_not_import_the_testing_kit() -> None:

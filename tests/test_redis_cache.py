@@ -1,4 +1,5 @@
-"""RedisCache against a real redis-server: sealed values, keyed names, expiry, outages."""
+"""RedisCache against a real redis-server: sealed values, keyed names, expiry, outages,
+and the strict reads and writes that let Guard.record_change fail loudly."""
 
 from __future__ import annotations
 
@@ -16,13 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from recyclecheck import Action, ConfigurationError, FactCache, Guard, Reason
+from recyclecheck import Action, CacheUnavailable, ConfigurationError, FactCache, Guard, Reason
 from recyclecheck._facts import Fact
 from recyclecheck._redis_cache import RedisCache
 from recyclecheck._redis_client import MAX_SOCKET_TIMEOUT
 from recyclecheck.providers import LastChange
 
 from .fakes import ScriptedProvider
+from .privacy import leaks
 from .rawserver import free_port
 from .redisserver import FAST, REQUIRE, RedisServer
 
@@ -596,3 +598,204 @@ def test_guard_survives_redis_down() -> None:
         assert (decision.action, decision.cached) == (Action.ALLOW, False)
         assert decision.elapsed < 0.5
     assert provider.count == 3
+
+
+# -- strict reads and writes: Guard.record_change never loses a later date ------------
+
+LATE = dt.date(2025, 6, 1)
+EARLY = dt.date(2023, 1, 1)
+BETWEEN = dt.date(2024, 5, 10)  # bound after EARLY, before LATE: only LATE steps it up
+
+
+@pytest.fixture(params=["refused", "hung"])
+def dead(request: pytest.FixtureRequest) -> Iterator[tuple[redis.Redis, str]]:
+    """A client of a Redis that is down (nothing listens) or hung (never answers),
+    and the exception type its commands fail with."""
+    if request.param == "refused":
+        conn = closed_port_client()
+        yield conn, "ConnectionError"
+        conn.close()
+        return
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)  # the kernel completes handshakes; nobody ever replies
+        conn = redis.Redis(
+            host="127.0.0.1",
+            port=listener.getsockname()[1],
+            socket_timeout=FAST,
+            socket_connect_timeout=FAST,
+            retry=Retry(NoBackoff(), 0),
+        )
+        yield conn, "TimeoutError"
+        conn.close()
+
+
+class ReadsFail:
+    """A client whose GETs go to a dead Redis and whose SETs reach the live one: the
+    outage that hits a read but not the write after it."""
+
+    def __init__(self, live: redis.Redis, dead: redis.Redis) -> None:
+        self.live, self.dead = live, dead
+        self.connection_pool = live.connection_pool  # RedisCache checks its timeouts
+
+    def get(self, name: str) -> object:
+        return self.dead.get(name)
+
+    def set(self, name: str, value: bytes, **options: object) -> object:
+        return self.live.set(name, value, **options)  # type: ignore[arg-type]
+
+
+def _feed_guard(cache: object) -> Guard:
+    return Guard(ScriptedProvider(_answers, name="sandbox"), cache=cache, secret=GUARD_SECRET)  # type: ignore[arg-type]
+
+
+def _stored(client: redis.Redis) -> dict[object, object]:
+    return {name: client.get(name) for name in client.keys("*")}
+
+
+def test_strict_round_trip(cache: RedisCache, client: redis.Redis) -> None:
+    """get_strict and set_strict store and read the same sealed values as get and set."""
+    assert cache.get_strict("k1") is None
+    cache.set_strict("k1", CHANGE)
+    assert cache.get("k1") == cache.get_strict("k1") == CHANGE
+    cache.set("k2", QUIET)
+    assert cache.get_strict("k2") == QUIET
+    assert 0 < client.pttl(cache.key_name("k1")) <= cache.change_ttl * 1000
+
+
+def test_strict_calls_raise_when_redis_fails(
+    dead: tuple[redis.Redis, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Down or hung: the strict calls raise CacheUnavailable (the type only, in the message
+    and the log); get and set on the same cache still never raise."""
+    conn, cause = dead
+    cache = RedisCache(conn, secret=SECRET)
+    with caplog.at_level(logging.WARNING, logger="recyclecheck"):
+        with pytest.raises(CacheUnavailable) as read:
+            cache.get_strict("k1")
+        with pytest.raises(CacheUnavailable) as write:
+            cache.set_strict("k1", CHANGE)
+        assert cache.get("k1") is None
+    assert (read.value.operation, read.value.cause) == ("read", cause)
+    assert (write.value.operation, write.value.cause) == ("write", cause)
+    assert str(read.value) == f"cache read failed ({cause})"
+    assert str(write.value) == f"cache write failed ({cause})"
+    assert isinstance(read.value.__cause__, redis.RedisError)
+    assert f"recyclecheck redis cache read failed: {cause}" in caplog.text
+    assert f"recyclecheck redis cache write failed: {cause}" in caplog.text
+    port = str(conn.connection_pool.connection_kwargs["port"])
+    for text in (str(read.value), repr(write.value), caplog.text):
+        assert port not in text
+        assert cache.key_name("k1") not in text
+
+
+def test_strict_calls_share_the_breaker() -> None:
+    """Strict failures count towards the breaker, and an open breaker is a failure to them."""
+    broken = BrokenClient()
+    cache = RedisCache(broken, secret=SECRET)  # type: ignore[arg-type]
+    for _ in range(3):
+        with pytest.raises(CacheUnavailable, match=r"^cache read failed \(TimeoutError\)$"):
+            cache.get_strict("k1")
+    assert cache.get("k1") is None  # the breaker is open: no call
+    with pytest.raises(CacheUnavailable) as read:
+        cache.get_strict("k1")
+    with pytest.raises(CacheUnavailable) as write:
+        cache.set_strict("k1", CHANGE)
+    assert (read.value.cause, write.value.cause) == ("circuit open", "circuit open")
+    assert broken.calls == 3
+
+
+def test_an_unreadable_entry_is_no_entry_to_a_strict_read(
+    cache: RedisCache, client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis answered, but the value does not open: None (logged), as get says.
+
+    Every holder of the secret reads it as nothing, so overwriting it loses
+    nothing a reader could see; refusing would block the key while it lives."""
+    cache.set("k1", CHANGE)
+    name = cache.key_name("k1")
+    raw = client.get(name)
+    assert isinstance(raw, bytes)
+    client.set(name, _flip(raw, 20))
+    with caplog.at_level(logging.WARNING, logger="recyclecheck"):
+        assert cache.get_strict("k1") is None
+    assert "unreadable" in caplog.text
+
+
+def test_record_change_keeps_a_later_date_when_the_read_fails(
+    client: redis.Redis, dead: tuple[redis.Redis, str]
+) -> None:
+    """A failed read raises CacheUnavailable before anything is written: the later date
+    stays, and a login bound between the two dates still steps up from the feed."""
+    conn, cause = dead
+    guard = _feed_guard(RedisCache(client, secret=SECRET))
+    guard.record_change(E164, on=LATE)
+    before = _stored(client)
+    assert len(before) == 1
+    flaky = _feed_guard(RedisCache(ReadsFail(client, conn), secret=SECRET))  # type: ignore[arg-type]
+    with pytest.raises(CacheUnavailable) as caught:
+        flaky.record_change(NATIONAL, on=EARLY, region="CN")
+    assert (caught.value.operation, caught.value.cause) == ("read", cause)
+    assert str(caught.value) == f"cache read failed ({cause})"
+    for text in (str(caught.value), repr(caught.value)):
+        assert not leaks(text, [E164])
+    assert _stored(client) == before
+    decision = guard.check(E164, bound_at=BETWEEN)
+    assert (decision.action, decision.provider, decision.reissued_on) == (
+        Action.STEP_UP,
+        "feed",
+        LATE,
+    )
+
+
+def test_record_change_raises_when_redis_refuses_the_write(tmp_path: Path) -> None:
+    """A Redis out of memory answers reads and refuses writes: record_change says so."""
+    server = RedisServer(tmp_path)
+    try:
+        conn = server.client()
+        guard = _feed_guard(RedisCache(conn, secret=SECRET))
+        conn.config_set("maxmemory", 1)  # noeviction (the default): every SET is refused
+        with pytest.raises(CacheUnavailable) as caught:
+            guard.record_change(E164, on=LATE)
+        assert (caught.value.operation, caught.value.cause) == ("write", "OutOfMemoryError")
+        assert not leaks(str(caught.value), [E164])
+        assert conn.dbsize() == 0
+        conn.close()
+    finally:
+        server.stop()
+
+
+def test_record_change_raises_when_redis_is_gone(tmp_path: Path) -> None:
+    """A Redis stopped after use: the read fails, so nothing is merged or written."""
+    server = RedisServer(tmp_path)
+    try:
+        guard = _feed_guard(RedisCache(server.client(), secret=SECRET))
+        guard.record_change(E164, on=LATE)
+    finally:
+        server.stop()
+    with pytest.raises(CacheUnavailable, match=r"^cache read failed \(ConnectionError\)$"):
+        guard.record_change(E164, on=EARLY)
+
+
+def test_record_change_on_redis_keeps_the_later_date(client: redis.Redis) -> None:
+    """With Redis answering, a later date replaces an earlier one and never the reverse."""
+    guard = _feed_guard(RedisCache(client, secret=SECRET))
+    guard.record_change(E164, on=EARLY)
+    assert guard.check(E164, bound_at=EARLY - dt.timedelta(days=1)).reissued_on == EARLY
+    guard.record_change(E164, on=LATE)
+    guard.record_change(E164, on=EARLY)
+    decision = guard.check(E164, bound_at=BETWEEN)
+    assert (decision.provider, decision.reissued_on) == ("feed", LATE)
+    assert client.dbsize() == 1  # the feed's fact alone: the provider was never asked
+
+
+def test_record_change_replaces_an_unreadable_entry(client: redis.Redis) -> None:
+    """A tampered feed entry reads as nothing, so record_change stores the new date over it."""
+    guard = _feed_guard(RedisCache(client, secret=SECRET))
+    guard.record_change(E164, on=LATE)
+    (name,) = client.keys("*")
+    raw = client.get(name)
+    assert isinstance(raw, bytes)
+    client.set(name, _flip(raw, 20))
+    guard.record_change(E164, on=EARLY)
+    assert guard.check(E164, bound_at=dt.date(2022, 1, 1)).reissued_on == EARLY
