@@ -520,8 +520,11 @@ def ingest(
     Streams in constant memory.  A row that cannot be read or recorded (a bad
     date, an invalid number...) is skipped and reported, never fatal; ingesting
     the same feed again gives the same facts and the same report.  Raises
-    :class:`~recyclecheck.InvalidInput` for bad arguments and
-    :class:`~recyclecheck.ConfigurationError` for a file that cannot be opened.
+    :class:`~recyclecheck.InvalidInput` for bad arguments,
+    :class:`~recyclecheck.ConfigurationError` for a file that cannot be opened
+    and :class:`~recyclecheck.CacheUnavailable` (from ``record_change``) when the
+    cache stops answering: the rows before it are recorded, and ingesting the
+    feed again is safe.
     """
     if isinstance(max_errors, bool) or not isinstance(max_errors, int) or max_errors < 0:
         raise InvalidInput("max_errors must be a non-negative int")
