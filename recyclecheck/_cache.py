@@ -3,11 +3,17 @@
 A cache never fails a login: ``get`` and ``set`` swallow backend trouble.  A
 caller off the login path that would act wrongly on a miss that is really an
 outage (``Guard.record_change`` merges what it reads into what it writes) uses
-:func:`read_strictly` and :func:`write_strictly` instead: they call the cache's
-optional ``get_strict``/``set_strict`` (``RedisCache`` has them), which raise
+:func:`read_strictly`, :func:`write_strictly` and :func:`update_strictly`
+instead: they call the cache's optional ``get_strict``/``set_strict``/
+``update_strict`` (``RedisCache`` has all three), which raise
 :class:`~recyclecheck.CacheUnavailable`.  A cache without them is read and
 written with ``get``/``set``, and only what those raise is reported: a cache
 that swallows its backend's errors, as the protocol asks, gives no guarantee.
+
+``update_strict(key, change)`` stores ``change(stored)`` with no other write to
+the key in between, so two writers merging into one entry at the same instant
+cannot lose either's contribution.  ``MemoryCache`` has it too; without it,
+:func:`update_strictly` reads and then writes, which is not atomic.
 """
 
 from __future__ import annotations
@@ -22,12 +28,23 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from ._facts import Fact
 from .exceptions import CacheUnavailable, ConfigurationError
 
-__all__ = ["FactCache", "MemoryCache", "read_strictly", "seconds", "write_strictly"]
+__all__ = [
+    "FactCache",
+    "MemoryCache",
+    "read_strictly",
+    "seconds",
+    "update_strictly",
+    "write_strictly",
+]
 
 #: How long "no change up to now" is trusted by default.
 DEFAULT_TTL = 3600.0
 #: How long "a change happened on D" is kept by default (it never stops being true).
 DEFAULT_CHANGE_TTL = 30 * 86400.0
+#: Rounds ``MemoryCache.update_strict`` runs before giving up on a key that keeps changing
+#: under it (each round takes microseconds; only a ``change`` that writes the key itself,
+#: or a crowd of threads writing it without pause, can lose them all).
+MEMORY_UPDATE_ROUNDS = 100
 
 
 def seconds(value: float | dt.timedelta, *, name: str) -> float:
@@ -54,8 +71,10 @@ class FactCache(Protocol):
     Optionally, for callers off the login path (``Guard.record_change``), a
     cache may also have ``get_strict(key)`` and ``set_strict(key, fact)``: the
     same, except that they raise :class:`~recyclecheck.CacheUnavailable` when
-    the backend failed.  They are not part of this protocol, so caches written
-    without them still satisfy it.
+    the backend failed; and ``update_strict(key, change)``, which stores
+    ``change(stored)`` with no other write to the key in between (``change``
+    is pure and may be called more than once).  They are not part of this
+    protocol, so caches written without them still satisfy it.
     """
 
     ttl: float
@@ -94,6 +113,40 @@ def write_strictly(cache: FactCache, key: str, fact: Fact) -> None:
     strict = getattr(cache, "set_strict", None)
     write = strict if callable(strict) else cache.set
     _strictly("write", write, key, fact)
+
+
+def update_strictly(cache: FactCache, key: str, change: Callable[[Fact | None], Fact]) -> None:
+    """Store ``change(stored)`` under ``key``; raise :class:`~recyclecheck.CacheUnavailable` if not.
+
+    Uses ``cache.update_strict`` where the cache has one (``RedisCache`` and
+    ``MemoryCache`` do: no other write to the key lands between the read and
+    the write).  Otherwise it is :func:`read_strictly` then
+    :func:`write_strictly`, which is not atomic: a write by another thread or
+    process in between is lost.  Any exception ``update_strict`` raises
+    becomes ``CacheUnavailable("write", ...)`` naming its type, except what
+    ``change`` itself raised, which propagates unchanged.
+    """
+    strict = getattr(cache, "update_strict", None)
+    if not callable(strict):
+        write_strictly(cache, key, change(read_strictly(cache, key)))
+        return
+    raised: list[BaseException] = []
+
+    def watched(stored: Fact | None) -> Fact:
+        try:
+            return change(stored)
+        except BaseException as exc:
+            raised.append(exc)
+            raise
+
+    try:
+        strict(key, watched)
+    except CacheUnavailable:
+        raise
+    except Exception as exc:
+        if exc in raised:  # the change's own error, not the cache's
+            raise
+        raise CacheUnavailable("write", type(exc).__name__) from exc
 
 
 def _strictly(operation: Literal["read", "write"], method: Any, *args: object) -> Any:
@@ -152,16 +205,56 @@ class MemoryCache:
         if self.max_entries == 0:
             return
         now = self._clock()
-        expires_at = fact.quiet_until
-        if fact.changed_from is not None:
-            expires_at = max(expires_at, now + self.change_ttl)
+        expires_at = self._expires_at(fact, now)
         if expires_at <= now:
             return
         with self._lock:
-            self._entries[key] = (expires_at, fact)
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
+            self._store(key, (expires_at, fact))
+
+    def update_strict(self, key: str, change: Callable[[Fact | None], Fact]) -> None:
+        """Store ``change(stored)`` under ``key``, with no other write to the key in between.
+
+        ``stored`` is what :meth:`get` would return.  ``change`` and the clock
+        run outside the lock (they are the caller's code); if another thread
+        wrote the key meanwhile, the round starts over with what it wrote, so
+        ``change`` must be pure.  A result whose claims have all lapsed is not
+        stored, as with :meth:`set`.  Having no backend, it raises only
+        ``CacheUnavailable("write", "contention")``, after
+        :data:`MEMORY_UPDATE_ROUNDS` rounds each lost to another write.
+        """
+        if self.max_entries == 0:
+            return
+        for _ in range(MEMORY_UPDATE_ROUNDS):
+            now = self._clock()
+            with self._lock:
+                entry = self._entries.get(key)
+            stored = entry[1] if entry is not None and now < entry[0] else None
+            fact = change(stored)
+            now = self._clock()
+            expires_at = self._expires_at(fact, now)
+            if expires_at <= now:
+                return
+            with self._lock:
+                if self._entries.get(key) is entry:
+                    self._store(key, (expires_at, fact))
+                    return
+        raise CacheUnavailable("write", "contention")
+
+    def _expires_at(self, fact: Fact, now: float) -> float:
+        """When the fact's longest-lived claim lapses (epoch seconds)."""
+        if fact.changed_from is None:
+            return fact.quiet_until
+        return max(fact.quiet_until, now + self.change_ttl)
+
+    def _store(self, key: str, entry: tuple[float, Fact]) -> None:
+        """Put an entry in and evict the least recently used beyond ``max_entries``.
+
+        The caller holds the lock.
+        """
+        self._entries[key] = entry
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
 
     def clear(self) -> None:
         """Forget every fact (e.g. after a provider was found to have given wrong data)."""

@@ -25,7 +25,7 @@ import attrs
 
 from . import _telemetry
 from ._answers import NotCovered, Provider
-from ._cache import FactCache, MemoryCache, read_strictly, seconds, write_strictly
+from ._cache import FactCache, MemoryCache, seconds, update_strictly
 from ._dates import utc_date
 from ._decision import Decision
 from ._facts import Fact, answer_from_fact, merge
@@ -453,7 +453,10 @@ class Guard:
         file.  The fact is stored in the Guard's cache like a provider's answer
         (under its own ``feed`` namespace, kept ``change_ttl``), so every later
         check bound before ``on`` steps up without a lookup; ``Decision.provider``
-        is ``"feed"``.  A later date replaces an earlier one, never the reverse.
+        is ``"feed"``.  A later date replaces an earlier one, never the reverse,
+        even when processes record the same number at the same instant: the
+        read, merge and write are one atomic update on a ``RedisCache`` or
+        ``MemoryCache``.
 
         Raises :class:`~recyclecheck.InvalidPhoneNumber` or
         :class:`~recyclecheck.InvalidInput` for bad input.  Unlike :meth:`check`,
@@ -461,9 +464,11 @@ class Guard:
         :class:`~recyclecheck.CacheUnavailable` when it cannot read the stored
         fact (then nothing is written, so a later date is never lost) or cannot
         write the new one; the call can simply be repeated.  A ``RedisCache``
-        reports every failure, its open breaker too; a cache of your own is
-        read and written with its ``get_strict``/``set_strict`` if it has them,
-        else with ``get``/``set``, and only what those raise is reported.
+        reports every failure, its open breaker too, and a key other writers
+        kept changing through every retry.  A cache of your own is updated with
+        its ``update_strict`` if it has one, else read and written with its
+        ``get_strict``/``set_strict`` (or ``get``/``set``), not atomically, and
+        only what those raise is reported.
         """
         region = self.default_region if region is None else check_region(region)
         e164 = normalize(phone, region).e164
@@ -477,8 +482,8 @@ class Guard:
             raise InvalidInput(f"on must be a date or an aware datetime, not {type(on).__name__}")
         key = self._feed_key(e164)
         fact = Fact(changed_from=day, change_exact=True)
-        stored = read_strictly(self.cache, key)  # raises before anything is written
-        write_strictly(self.cache, key, merge(stored, fact))
+        # Raises before anything is written if the read fails; atomic where the cache can be.
+        update_strictly(self.cache, key, lambda stored: merge(stored, fact))
 
     def _feed_key(self, e164: str) -> str:
         return hmac_number(self._key, FEED, e164)

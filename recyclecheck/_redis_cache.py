@@ -19,10 +19,16 @@ Entries expire in Redis (``SET ... PX``) when their longest-lived claim does,
 exactly as in :class:`~recyclecheck.MemoryCache`.
 
 ``get`` and ``set`` never raise (a login never fails for its cache);
-``get_strict`` and ``set_strict``, for callers off the login path, raise
-:class:`~recyclecheck.CacheUnavailable` when Redis did not answer.  Both pairs
-go through one ``_command``: the same breaker, the same logging (the exception
-type only).
+``get_strict``, ``set_strict`` and ``update_strict``, for callers off the login
+path, raise :class:`~recyclecheck.CacheUnavailable` when Redis did not answer.
+All of them go through one ``_command``: the same breaker, the same logging (the
+exception type only).
+
+``update_strict`` is a read-change-write that no other writer can interleave
+with: Redis cannot merge sealed values itself, so it runs the change here under
+optimistic concurrency (``WATCH`` the key, ``GET``, change, then ``MULTI``/
+``SET``/``EXEC``, which Redis refuses if the key was written since the
+``WATCH``) and starts over on a refusal, at most :data:`UPDATE_ATTEMPTS` times.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ import hmac
 import logging
 import math
 import os
+import random
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final, Literal
@@ -70,6 +77,12 @@ _NAME_INFO: Final = b"recyclecheck/redis-cache/v1 key-name"
 _VALUE_INFO: Final = b"recyclecheck/redis-cache/v1 value-aead"
 #: A serialised Fact is under 100 bytes; anything far larger is not ours.
 _MAX_VALUE_BYTES: Final = 4096
+#: How many read-change-write rounds ``update_strict`` runs before it gives up on a key
+#: that other writers keep changing under it.
+UPDATE_ATTEMPTS: Final = 10
+#: The longest pause (seconds) between two rounds; each pause is random, up to a cap
+#: that doubles from a millisecond, so writers that collided do not collide again.
+_UPDATE_PAUSE_CAP: Final = 0.05
 
 
 def _derive(secret: bytes, info: bytes) -> bytes:
@@ -122,9 +135,10 @@ class RedisCache:
     seconds, so an outage costs logins no time.
 
     ``get_strict`` and ``set_strict`` are the same for callers off the login
-    path (:meth:`Guard.record_change`): they raise
-    :class:`~recyclecheck.CacheUnavailable` when Redis fails, times out or the
-    breaker is open.
+    path: they raise :class:`~recyclecheck.CacheUnavailable` when Redis fails,
+    times out or the breaker is open.  ``update_strict`` (what
+    :meth:`Guard.record_change` uses) reads, changes and writes one entry
+    atomically, and raises the same way.
     """
 
     #: Keys must be stable across processes: the Guard then requires its own secret.
@@ -199,14 +213,13 @@ class RedisCache:
         """
         try:
             name = self.key_name(key)
-            expires_in = self._lifetime(fact)
-            if expires_in is None:
-                return
-            value = self._seal(name, fact.to_bytes())
+            sealed = self._sealed(name, fact)
         except Exception as exc:
             logger.warning("recyclecheck redis cache write skipped: %s", type(exc).__name__)
             return
-        self._call("write", lambda: self._client.set(name, value, px=expires_in))
+        if sealed is not None:
+            value, expires_in = sealed
+            self._call("write", lambda: self._client.set(name, value, px=expires_in))
 
     # -- strict, for callers off the login path ---------------------------------------
 
@@ -233,11 +246,65 @@ class RedisCache:
         fact whose claims have all lapsed is not stored, as with :meth:`set`.
         """
         name = self.key_name(key)
-        expires_in = self._lifetime(fact)
-        if expires_in is None:
-            return
-        value = self._seal(name, fact.to_bytes())
-        self._command("write", lambda: self._client.set(name, value, px=expires_in))
+        sealed = self._sealed(name, fact)
+        if sealed is not None:
+            value, expires_in = sealed
+            self._command("write", lambda: self._client.set(name, value, px=expires_in))
+
+    def update_strict(self, key: str, change: Callable[[Fact | None], Fact]) -> None:
+        """Replace the fact under ``key`` with ``change(stored)``, with no write in between.
+
+        ``stored`` is what :meth:`get_strict` would return (``None`` for nothing
+        or an entry that cannot be opened); the result is sealed and stored as
+        :meth:`set_strict` stores it (a fact whose claims have all lapsed is not
+        stored, and what was there stays).  If another writer changed the key
+        between the read and the write, Redis refuses the write and the round
+        starts over: ``change`` is called once per round, so it must be pure.
+
+        Raises :class:`~recyclecheck.CacheUnavailable` as :meth:`get_strict`
+        does when the read fails (``operation="read"``; nothing was written)
+        and as :meth:`set_strict` does when the write fails (``"write"``; it may
+        or may not have landed, and repeating a pure change is safe), and
+        ``CacheUnavailable("write", "WatchError")`` after
+        :data:`UPDATE_ATTEMPTS` refused rounds.  Raises
+        :class:`~recyclecheck.ConfigurationError` if the client has no
+        ``pipeline()`` or redis-py is missing.  What ``change`` raises propagates.
+        """
+        name = self.key_name(key)
+        watch_error = _watch_error_type()
+        pipeline = getattr(self._client, "pipeline", None)
+        if not callable(pipeline):
+            raise ConfigurationError("update_strict needs a client with pipeline() (a redis.Redis)")
+        pipe = pipeline()  # no I/O: its connection is taken by the first command
+        try:
+            for attempt in range(UPDATE_ATTEMPTS):
+                if attempt:
+                    pause = min(_UPDATE_PAUSE_CAP, 0.001 * 2**attempt)
+                    time.sleep(random.uniform(0, pause))  # noqa: S311 - jitter, not a secret
+                if self._update_round(pipe, name, change, watch_error):
+                    return
+        finally:
+            _release(pipe)
+        logger.warning("recyclecheck redis cache write failed: %s", "WatchError")
+        raise CacheUnavailable("write", "WatchError")
+
+    def _update_round(
+        self,
+        pipe: Any,
+        name: str,
+        change: Callable[[Fact | None], Fact],
+        watch_error: type[Exception],
+    ) -> bool:
+        """One optimistic round; False when Redis refused the write (the key moved)."""
+        raw = self._command("read", lambda: _watch_and_get(pipe, name, watch_error))
+        sealed = self._sealed(name, change(None if raw is None else self._open(name, raw)))
+        if sealed is None:
+            return True  # nothing to store; _release drops the WATCH
+        value, expires_in = sealed
+        stored = self._command(
+            "write", lambda: _set_unless_moved(pipe, name, value, expires_in, watch_error)
+        )
+        return stored is True
 
     # -- helpers ----------------------------------------------------------------------
 
@@ -247,6 +314,13 @@ class RedisCache:
             raise TypeError("cache keys are str")
         digest = hmac.new(self._name_key, key.encode("utf-8"), hashlib.sha256).hexdigest()
         return self.prefix + digest
+
+    def _sealed(self, name: str, fact: Fact) -> tuple[bytes, int] | None:
+        """The value to store under ``name`` and its lifetime (ms), or None: nothing to store."""
+        expires_in = self._lifetime(fact)
+        if expires_in is None:
+            return None
+        return self._seal(name, fact.to_bytes()), expires_in
 
     def _lifetime(self, fact: Fact) -> int | None:
         """Milliseconds until the fact's longest-lived claim lapses, or None if it has."""
@@ -310,3 +384,58 @@ class RedisCache:
         except ValueError:
             logger.warning("recyclecheck redis cache entry unreadable: not a fact")
             return None
+
+
+# -- optimistic transactions (update_strict) -----------------------------------------
+
+
+def _watch_error_type() -> type[Exception]:
+    try:
+        from redis.exceptions import WatchError  # noqa: PLC0415 - the optional extra
+    except ImportError:
+        raise ConfigurationError(
+            "update_strict needs redis-py: pip install 'recyclecheck[redis]'"
+        ) from None
+    return WatchError
+
+
+def _watch_and_get(pipe: Any, name: str, watch_error: type[Exception]) -> object:
+    """``WATCH`` the key and read it on the pipeline's own connection."""
+    pipe.watch(name)
+    try:
+        return pipe.get(name)
+    except watch_error as exc:
+        raise _transport_error(exc) from None
+
+
+def _set_unless_moved(
+    pipe: Any, name: str, value: bytes, expires_in: int, watch_error: type[Exception]
+) -> bool:
+    """``MULTI``/``SET``/``EXEC``; False if Redis refused it because the key was written."""
+    pipe.multi()
+    pipe.set(name, value, px=expires_in)
+    try:
+        pipe.execute()
+    except watch_error as exc:
+        if exc.__context__ is not None:  # the connection failed: the outcome is unknown
+            raise _transport_error(exc) from None
+        return False
+    return True
+
+
+def _transport_error(exc: BaseException) -> BaseException:
+    """The connection error redis-py turned into a ``WatchError``, so it is reported as such.
+
+    redis-py raises ``WatchError`` when a connection that was watching a key
+    fails, with the real error as its context; only a ``WatchError`` without
+    one means the key was written by someone else.
+    """
+    return exc.__context__ if exc.__context__ is not None else exc
+
+
+def _release(pipe: Any) -> None:
+    """Drop a WATCH still held (a round that stored nothing, or failed) and free the connection."""
+    try:
+        pipe.reset()
+    except Exception as exc:  # UNWATCH failed: Redis drops the WATCH with the connection
+        logger.warning("recyclecheck redis cache release failed: %s", type(exc).__name__)

@@ -4,6 +4,8 @@ stored as facts that later checks use without a lookup."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -22,6 +24,7 @@ from recyclecheck import (
 from recyclecheck._facts import Fact
 from recyclecheck.providers import ChangedSince, SandboxProvider
 
+from .crowd import run_together
 from .privacy import leaks
 
 NUMBER = "+8613900139000"  # never reissued, says the demo sandbox
@@ -170,9 +173,20 @@ class StrictCache(DictCache):
         self.facts[key] = fact
 
 
-@pytest.mark.parametrize("make", [MemoryCache, DictCache, StrictCache], ids=lambda m: m.__name__)
+class UpdatingCache(StrictCache):
+    """A cache of your own with an atomic update too: record_change uses it alone."""
+
+    def update_strict(self, key: str, change: Callable[[Fact | None], Fact]) -> None:
+        self.strict_calls.append("update_strict")
+        self.facts[key] = change(self.facts.get(key))
+
+
+@pytest.mark.parametrize(
+    "make", [MemoryCache, DictCache, StrictCache, UpdatingCache], ids=lambda m: m.__name__
+)
 def test_any_cache_keeps_the_later_date(make: Any) -> None:
-    """MemoryCache, a cache with only get/set, and one with strict methods: later wins."""
+    """MemoryCache, a cache with only get/set, one with strict methods, and one with an
+    atomic update: later wins."""
     guard = Guard(Counting(), timeout=1, cache=make())
     guard.record_change(NUMBER, on=dt.date(2023, 1, 1))
     guard.record_change(NUMBER, on=dt.date(2025, 6, 1))
@@ -186,6 +200,29 @@ def test_strict_methods_of_a_cache_of_your_own_are_used() -> None:
     Guard(Counting(), timeout=1, cache=cache).record_change(NUMBER, on=dt.date(2025, 6, 1))
     assert cache.strict_calls == ["get_strict", "set_strict"]
     assert cache.writes == 0  # set was not called
+
+
+def test_the_atomic_update_of_a_cache_of_your_own_is_used() -> None:
+    cache = UpdatingCache()
+    Guard(Counting(), timeout=1, cache=cache).record_change(NUMBER, on=dt.date(2025, 6, 1))
+    assert cache.strict_calls == ["update_strict"]
+    assert cache.writes == 0
+
+
+def test_threads_recording_one_number_keep_the_latest_date() -> None:
+    """8 threads record one number 50 times each, each raising the date step by step, on
+    the default MemoryCache: the latest date of all is the one checks see."""
+    guard = Guard(Counting(), timeout=1)
+    start = dt.date(2023, 1, 1)
+
+    def record(offset: int) -> None:
+        for step in range(50):
+            guard.record_change(NUMBER, on=start + dt.timedelta(days=step * 8 + offset))
+
+    run_together([functools.partial(record, i) for i in range(8)], within=30, name="record")
+    latest = start + dt.timedelta(days=49 * 8 + 7)
+    decision = guard.check(NUMBER, bound_at=latest)
+    assert (decision.provider, decision.reissued_on) == ("feed", latest)
 
 
 def test_a_cache_whose_get_raises_stops_record_change_before_any_write() -> None:

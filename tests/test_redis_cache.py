@@ -4,25 +4,28 @@ and the strict reads and writes that let Guard.record_change fail loudly."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import logging
 import os
+import random
 import socket
 import subprocess
 import sys
 import time
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from recyclecheck import Action, CacheUnavailable, ConfigurationError, FactCache, Guard, Reason
-from recyclecheck._facts import Fact
-from recyclecheck._redis_cache import RedisCache
+from recyclecheck._facts import Fact, merge
+from recyclecheck._redis_cache import UPDATE_ATTEMPTS, RedisCache
 from recyclecheck._redis_client import MAX_SOCKET_TIMEOUT
 from recyclecheck.providers import LastChange
 
+from .crowd import run_together
 from .fakes import ScriptedProvider
 from .privacy import leaks
 from .rawserver import free_port
@@ -644,6 +647,36 @@ class ReadsFail:
     def set(self, name: str, value: bytes, **options: object) -> object:
         return self.live.set(name, value, **options)  # type: ignore[arg-type]
 
+    def pipeline(self) -> SplitPipeline:
+        return SplitPipeline(self.live.pipeline(), self.dead.pipeline())
+
+
+class SplitPipeline:
+    """update_strict's transaction split the same way: WATCH and GET go to the dead
+    Redis, MULTI/SET/EXEC to the live one (where, unwatched, they would land)."""
+
+    def __init__(self, live: redis.client.Pipeline, dead: redis.client.Pipeline) -> None:
+        self.live, self.dead = live, dead
+
+    def watch(self, name: str) -> object:
+        return self.dead.watch(name)
+
+    def get(self, name: str) -> object:
+        return self.dead.get(name)
+
+    def multi(self) -> None:
+        self.live.multi()
+
+    def set(self, name: str, value: bytes, **options: object) -> object:
+        return self.live.set(name, value, **options)  # type: ignore[arg-type]
+
+    def execute(self) -> object:
+        return self.live.execute()
+
+    def reset(self) -> None:
+        self.live.reset()
+        self.dead.reset()
+
 
 def _feed_guard(cache: object) -> Guard:
     return Guard(ScriptedProvider(_answers, name="sandbox"), cache=cache, secret=GUARD_SECRET)  # type: ignore[arg-type]
@@ -799,3 +832,282 @@ def test_record_change_replaces_an_unreadable_entry(client: redis.Redis) -> None
     client.set(name, _flip(raw, 20))
     guard.record_change(E164, on=EARLY)
     assert guard.check(E164, bound_at=dt.date(2022, 1, 1)).reissued_on == EARLY
+
+
+# -- update_strict: the read, merge and write of record_change as one transaction -----
+
+
+def _changed(day: dt.date) -> Fact:
+    return Fact(changed_from=day, change_exact=True)
+
+
+def _merging(day: dt.date) -> Callable[[Fact | None], Fact]:
+    return lambda stored: merge(stored, _changed(day))
+
+
+class Recording:
+    """A change that records each fact it is given and returns ``result``."""
+
+    def __init__(self, result: Fact) -> None:
+        self.result = result
+        self.seen: list[Fact | None] = []
+
+    def __call__(self, stored: Fact | None) -> Fact:
+        self.seen.append(stored)
+        return self.result
+
+
+def _roomy(server: RedisServer) -> redis.Redis:
+    """A client with the longest timeouts RedisCache allows: a busy CI machine must not
+    turn a stress test's slow answer into a failure."""
+    return server.client(
+        socket_timeout=MAX_SOCKET_TIMEOUT, socket_connect_timeout=MAX_SOCKET_TIMEOUT
+    )
+
+
+def test_update_strict_round_trip(cache: RedisCache, client: redis.Redis) -> None:
+    """Nothing stored: change sees None; its result is sealed and expires as set_strict's."""
+    change = Recording(CHANGE)
+    cache.update_strict("k1", change)
+    cache.update_strict("k1", _merging(EARLY))  # earlier than CHANGE: CHANGE stays
+    assert change.seen == [None]
+    assert cache.get_strict("k1") == CHANGE
+    assert 0 < client.pttl(cache.key_name("k1")) <= cache.change_ttl * 1000
+    assert client.dbsize() == 1
+
+
+def test_update_strict_starts_over_when_another_writer_lands_in_between(
+    redis_server: RedisServer, cache: RedisCache
+) -> None:
+    """Writer A reads (nothing), then writer B's whole update (LATE) lands before A writes
+    EARLY: Redis refuses A's write, A starts over from LATE, and LATE stays.
+    A plain get-then-set would store EARLY over LATE."""
+    other = RedisCache(redis_server.client(), secret=SECRET)
+    seen: list[Fact | None] = []
+
+    def early(stored: Fact | None) -> Fact:
+        seen.append(stored)
+        if len(seen) == 1:
+            other.update_strict("k1", _merging(LATE))  # another process, in between
+        return merge(stored, _changed(EARLY))
+
+    cache.update_strict("k1", early)
+    assert seen == [None, _changed(LATE)]
+    assert cache.get_strict("k1") == _changed(LATE)
+
+
+class Interleaved:
+    """A cache whose first update lets another Guard record a change between its read
+    and its write."""
+
+    shared = True
+
+    def __init__(self, inner: RedisCache, meanwhile: Callable[[], None]) -> None:
+        self.inner, self.meanwhile = inner, meanwhile
+        self.ttl, self.change_ttl = inner.ttl, inner.change_ttl
+        self.rounds = 0
+
+    def get(self, key: str) -> Fact | None:
+        return self.inner.get(key)
+
+    def set(self, key: str, fact: Fact) -> None:
+        self.inner.set(key, fact)
+
+    def update_strict(self, key: str, change: Callable[[Fact | None], Fact]) -> None:
+        def interleaved(stored: Fact | None) -> Fact:
+            self.rounds += 1
+            if self.rounds == 1:
+                self.meanwhile()
+            return change(stored)
+
+        self.inner.update_strict(key, interleaved)
+
+
+def test_record_change_at_the_same_instant_keeps_the_later_date(
+    redis_server: RedisServer, client: redis.Redis
+) -> None:
+    """Two processes record one number at once, the later date landing between the
+    other's read and write: the later date stays."""
+    elsewhere = _feed_guard(RedisCache(redis_server.client(), secret=SECRET))
+    cache = Interleaved(
+        RedisCache(client, secret=SECRET), lambda: elsewhere.record_change(E164, on=LATE)
+    )
+    _feed_guard(cache).record_change(E164, on=EARLY)
+    assert cache.rounds == 2
+    decision = elsewhere.check(E164, bound_at=BETWEEN)
+    assert (decision.action, decision.provider, decision.reissued_on) == (
+        Action.STEP_UP,
+        "feed",
+        LATE,
+    )
+
+
+def test_update_strict_from_many_processes_keeps_the_latest_date(
+    redis_server: RedisServer, client: redis.Redis
+) -> None:
+    """8 writers (each its own client and cache, as separate processes would be) x 50
+    updates of one key with random dates: the latest date of all is what stays."""
+    rng = random.Random(1234)
+    plans = [[EARLY + dt.timedelta(days=rng.randrange(3000)) for _ in range(50)] for _ in range(8)]
+    rounds = [0] * len(plans)
+
+    def writer(index: int) -> Callable[[], None]:
+        cache = RedisCache(_roomy(redis_server), secret=SECRET)
+
+        def change(stored: Fact | None, *, day: dt.date) -> Fact:
+            rounds[index] += 1
+            return merge(stored, _changed(day))
+
+        def run() -> None:
+            for day in plans[index]:
+                _until_it_lands(cache, "k1", functools.partial(change, day=day))
+
+        return run
+
+    run_together([writer(i) for i in range(len(plans))], within=60, name="update")
+    latest = max(day for plan in plans for day in plan)
+    assert RedisCache(client, secret=SECRET).get_strict("k1") == _changed(latest)
+    assert sum(rounds) > 8 * 50  # some rounds were refused: the writers did collide
+
+
+def _until_it_lands(cache: RedisCache, key: str, change: Callable[[Fact | None], Fact]) -> None:
+    """Repeat an update that gave up on a key others kept writing, as record_change's
+    callers may (rare, but 8 writers hammering one key can make it happen)."""
+    for _ in range(20):
+        try:
+            cache.update_strict(key, change)
+            return
+        except CacheUnavailable as exc:
+            if exc.cause != "WatchError":
+                raise
+    pytest.fail("an update gave up 20 times in a row")
+
+
+def test_update_strict_gives_up_on_a_key_that_keeps_moving(
+    redis_server: RedisServer, cache: RedisCache, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every round, someone else writes the key before the EXEC: after UPDATE_ATTEMPTS
+    refused rounds, CacheUnavailable("write", "WatchError"); Redis answered every
+    command, so the breaker counts no failure."""
+    other = redis_server.client()
+    calls = 0
+
+    def contended(stored: Fact | None) -> Fact:
+        nonlocal calls
+        calls += 1
+        other.set(cache.key_name("k1"), b"someone else")
+        return _changed(EARLY)
+
+    with (
+        caplog.at_level(logging.WARNING, logger="recyclecheck"),
+        pytest.raises(CacheUnavailable) as caught,
+    ):
+        cache.update_strict("k1", contended)
+    assert (caught.value.operation, caught.value.cause) == ("write", "WatchError")
+    assert calls == UPDATE_ATTEMPTS
+    assert other.get(cache.key_name("k1")) == b"someone else"
+    assert "recyclecheck redis cache write failed: WatchError" in caplog.text
+    assert "redis=closed" in repr(cache)
+    cache.update_strict("k2", _merging(LATE))  # the cache (and its connection) still work
+    assert cache.get_strict("k2") == _changed(LATE)
+    other.close()
+
+
+def test_update_strict_raises_when_redis_fails(
+    dead: tuple[redis.Redis, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Down or hung: the read fails, so change is never called and CacheUnavailable
+    names the read and the type only."""
+    conn, cause = dead
+    cache = RedisCache(conn, secret=SECRET)
+    change = Recording(CHANGE)
+    with (
+        caplog.at_level(logging.WARNING, logger="recyclecheck"),
+        pytest.raises(CacheUnavailable) as caught,
+    ):
+        cache.update_strict("k1", change)
+    assert (caught.value.operation, caught.value.cause) == ("read", cause)
+    assert isinstance(caught.value.__cause__, redis.RedisError)
+    assert change.seen == []
+    assert f"recyclecheck redis cache read failed: {cause}" in caplog.text
+    assert cache.key_name("k1") not in caplog.text + str(caught.value)
+
+
+def test_update_strict_reports_a_connection_lost_before_the_write(tmp_path: Path) -> None:
+    """Redis dies between the read and the EXEC: redis-py calls that a WatchError, but it
+    is the lost connection that is reported (no retry), as a failed write."""
+    server = RedisServer(tmp_path)
+    try:
+        cache = RedisCache(server.client(), secret=SECRET)
+        calls = 0
+
+        def stop_redis(stored: Fact | None) -> Fact:
+            nonlocal calls
+            calls += 1
+            server.stop()
+            return CHANGE
+
+        with pytest.raises(CacheUnavailable) as caught:
+            cache.update_strict("k1", stop_redis)
+    finally:
+        server.stop()
+    assert (caught.value.operation, caught.value.cause) == ("write", "ConnectionError")
+    assert calls == 1
+
+
+def test_update_strict_with_the_breaker_open_calls_nothing() -> None:
+    """Strict failures open the breaker; then update_strict fails at once, change unasked."""
+    cache = RedisCache(closed_port_client(), secret=SECRET)
+    for _ in range(3):
+        with pytest.raises(CacheUnavailable, match="ConnectionError"):
+            cache.update_strict("k1", _merging(LATE))
+    with pytest.raises(CacheUnavailable) as caught:
+        cache.update_strict("k1", lambda stored: pytest.fail("change was called"))
+    assert (caught.value.operation, caught.value.cause) == ("read", "circuit open")
+
+
+def test_update_strict_replaces_an_unreadable_entry(cache: RedisCache, client: redis.Redis) -> None:
+    """A tampered entry reads as None to change, as it does to get_strict."""
+    cache.set("k1", _changed(LATE))
+    name = cache.key_name("k1")
+    raw = client.get(name)
+    assert isinstance(raw, bytes)
+    client.set(name, _flip(raw, 20))
+    change = Recording(_changed(EARLY))
+    cache.update_strict("k1", change)
+    assert change.seen == [None]
+    assert cache.get_strict("k1") == _changed(EARLY)
+
+
+def test_update_strict_stores_nothing_for_a_lapsed_fact(
+    cache: RedisCache, client: redis.Redis
+) -> None:
+    """A result whose claims have all lapsed is not stored and what was there stays,
+    as with set_strict; the WATCH is dropped, so the next update goes through."""
+    cache.set("k1", QUIET)
+    before = client.get(cache.key_name("k1"))
+    cache.update_strict("k1", lambda stored: Fact(quiet_from=EARLY, quiet_until=time.time() - 1))
+    assert client.get(cache.key_name("k1")) == before
+    cache.update_strict("k1", _merging(LATE))
+    assert cache.get_strict("k1") == _changed(LATE)
+
+
+def test_update_strict_lets_an_error_of_change_through(cache: RedisCache) -> None:
+    """What change raises propagates as it is, nothing is written, and the breaker is
+    untouched; the cache's connection is released for the next update."""
+
+    def broken(stored: Fact | None) -> Fact:
+        raise ZeroDivisionError
+
+    with pytest.raises(ZeroDivisionError):
+        cache.update_strict("k1", broken)
+    assert cache.get_strict("k1") is None
+    cache.update_strict("k1", _merging(LATE))
+    assert cache.get_strict("k1") == _changed(LATE)
+
+
+def test_update_strict_needs_a_pipeline() -> None:
+    """A duck-typed client with only get and set cannot run a transaction: a configuration error."""
+    cache = RedisCache(BrokenClient(), secret=SECRET)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="pipeline"):
+        cache.update_strict("k1", _merging(LATE))
