@@ -65,8 +65,11 @@ class CacheUnavailable(RecycleCheckError):
     :meth:`Guard.check` never raises it (a login never fails for its cache).
 
     ``operation`` is ``"read"`` or ``"write"``; ``cause`` names what went
-    wrong: the type of the backend's exception (``"TimeoutError"``), or
-    ``"circuit open"`` when the cache skipped the call after recent failures.
+    wrong: the type of the backend's exception (``"TimeoutError"``),
+    ``"circuit open"`` when the cache skipped the call after recent failures,
+    ``"WatchError"`` when other writers kept changing the entry through every
+    attempt of an atomic update (Redis), or ``"contention"`` for the same in a
+    :class:`~recyclecheck.MemoryCache`.  Trying again later is safe.
     The message holds only these two, never a number or a key.
     """
 
