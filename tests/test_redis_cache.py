@@ -3,6 +3,7 @@ and the strict reads and writes that let Guard.record_change fail loudly."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import hashlib
@@ -67,14 +68,32 @@ def cache(client: redis.Redis) -> RedisCache:
     return RedisCache(client, secret=SECRET)
 
 
-def closed_port_client() -> redis.Redis:
+def fast_client(port: int) -> redis.Redis:
+    """A client of 127.0.0.1:``port`` that gives up at once: short timeouts, no retry."""
     return redis.Redis(
         host="127.0.0.1",
-        port=free_port(),  # nothing listens there any more
+        port=port,
         socket_timeout=FAST,
         socket_connect_timeout=FAST,
         retry=Retry(NoBackoff(), 0),
     )
+
+
+def closed_port_client() -> redis.Redis:
+    return fast_client(free_port())  # nothing listens there any more
+
+
+@contextlib.contextmanager
+def hung_client() -> Iterator[redis.Redis]:
+    """A client of a server that accepts connections and never answers."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)  # the kernel completes handshakes; nobody ever replies
+        conn = fast_client(listener.getsockname()[1])
+        try:
+            yield conn
+        finally:
+            conn.close()
 
 
 # -- the basics ------------------------------------------------------------------------
@@ -282,21 +301,11 @@ def test_redis_stopped_after_use(tmp_path: Path) -> None:
 
 def test_hung_redis_times_out() -> None:
     """A server that accepts but never answers costs one socket timeout, not a hang."""
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(8)  # the kernel completes handshakes; nobody ever replies
-        conn = redis.Redis(
-            host="127.0.0.1",
-            port=listener.getsockname()[1],
-            socket_timeout=FAST,
-            socket_connect_timeout=FAST,
-            retry=Retry(NoBackoff(), 0),
-        )
+    with hung_client() as conn:
         cache = RedisCache(conn, secret=SECRET)
         started = time.monotonic()
         assert cache.get("k1") is None
         assert time.monotonic() - started < 0.5
-        conn.close()
 
 
 class BrokenClient:
@@ -619,18 +628,8 @@ def dead(request: pytest.FixtureRequest) -> Iterator[tuple[redis.Redis, str]]:
         yield conn, "ConnectionError"
         conn.close()
         return
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(8)  # the kernel completes handshakes; nobody ever replies
-        conn = redis.Redis(
-            host="127.0.0.1",
-            port=listener.getsockname()[1],
-            socket_timeout=FAST,
-            socket_connect_timeout=FAST,
-            retry=Retry(NoBackoff(), 0),
-        )
+    with hung_client() as conn:
         yield conn, "TimeoutError"
-        conn.close()
 
 
 class ReadsFail:
