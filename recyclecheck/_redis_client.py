@@ -16,7 +16,13 @@ from .exceptions import ConfigurationError
 if TYPE_CHECKING:
     import redis
 
-__all__ = ["FAST_SOCKET_TIMEOUT", "MAX_SOCKET_TIMEOUT", "check_fast_client", "fast_redis_client"]
+__all__ = [
+    "FAST_SOCKET_TIMEOUT",
+    "MAX_SOCKET_TIMEOUT",
+    "NotARedisUrl",
+    "check_fast_client",
+    "fast_redis_client",
+]
 
 #: The socket and connect timeout (seconds) of the clients built from URLs.
 FAST_SOCKET_TIMEOUT: Final = 0.05
@@ -66,18 +72,23 @@ def check_fast_client(client: object, *, user: str) -> float:
     return worst_case
 
 
-def fast_redis_client(url: str) -> redis.Redis:
+class NotARedisUrl(ConfigurationError):
+    """The URL given for Redis is not one (its text is never shown: it may hold a password)."""
+
+
+def fast_redis_client(url: str, *, timeout: float = FAST_SOCKET_TIMEOUT) -> redis.Redis:
     """A ``redis.Redis`` for ``url`` that fails fast enough for a login path.
 
-    :data:`FAST_SOCKET_TIMEOUT` socket and connect timeouts, no retries.
+    ``timeout`` (default :data:`FAST_SOCKET_TIMEOUT`) socket and connect
+    timeouts, no retries.
     Options in the URL's query string win (redis-py's rule), so a URL asking
     for slower timeouts is then refused by the bucket's or cache's check.
-    Raises :class:`~recyclecheck.ConfigurationError` (which never shows the
-    URL: it may hold a password) for a URL that is not a Redis URL, or when
-    redis-py is not installed.
+    Raises :class:`~recyclecheck.ConfigurationError` when redis-py is not
+    installed, and :class:`NotARedisUrl` (which never shows the URL: it may
+    hold a password) for a URL that is not a Redis URL.
     """
     if not isinstance(url, str):
-        raise ConfigurationError("url must be a str: redis://, rediss:// or unix://")
+        raise NotARedisUrl("url must be a str: redis://, rediss:// or unix://")
     try:
         import redis  # noqa: PLC0415 - the optional extra, loaded only when used
         from redis.backoff import NoBackoff  # noqa: PLC0415
@@ -89,13 +100,13 @@ def fast_redis_client(url: str) -> redis.Redis:
     try:
         return redis.Redis.from_url(
             url,
-            socket_timeout=FAST_SOCKET_TIMEOUT,
-            socket_connect_timeout=FAST_SOCKET_TIMEOUT,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 0),
             retry_on_timeout=False,
         )
     except (ValueError, TypeError):
-        raise ConfigurationError(
+        raise NotARedisUrl(
             "url is not a usable Redis URL (redis://, rediss:// or unix://, with valid "
             "query options)"
         ) from None

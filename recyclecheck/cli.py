@@ -59,6 +59,7 @@ from ._decision import Decision
 from ._guard import MAX_TIMEOUT, Guard
 from ._phone import check_region
 from ._policy import Action, Policy
+from ._redis_client import NotARedisUrl, fast_redis_client
 from ._registry import PROVIDERS, provider_from_env
 from ._router import Router
 from ._secrets import secret_bytes
@@ -704,21 +705,8 @@ def _feed_secret(args: argparse.Namespace, value: str, where: str) -> bytes:
 
 def _feed_redis(args: argparse.Namespace, url: str, where: str) -> Any:
     try:
-        import redis  # noqa: PLC0415 - the optional extra recyclecheck[redis]
-        from redis.backoff import NoBackoff  # noqa: PLC0415
-        from redis.retry import Retry  # noqa: PLC0415
-    except ImportError:
-        raise ConfigurationError(
-            "feed ingest needs redis-py: pip install 'recyclecheck[redis]'"
-        ) from None
-    try:
-        return redis.Redis.from_url(
-            url,
-            socket_timeout=_FEED_REDIS_TIMEOUT,
-            socket_connect_timeout=_FEED_REDIS_TIMEOUT,
-            retry=Retry(NoBackoff(), 0),
-        )
-    except (ValueError, TypeError):  # the URL may hold a password: never echo it
+        return fast_redis_client(url, timeout=_FEED_REDIS_TIMEOUT)
+    except NotARedisUrl:  # the URL may hold a password: never echo it
         message = f"{where} is not a Redis URL (redis://, rediss:// or unix://)"
         raise _feed_problem(args, where, message) from None
 
