@@ -72,6 +72,20 @@ def _without_blocking(sock: socket.socket, attempt: Callable[[], Any], direction
         sock.settimeout(previous)  # a worker may use the connection next
 
 
+def _bounded(
+    sock: Any, operation: Callable[..., Any], direction: str, args: Any, kwargs: Any
+) -> Any:
+    """One receive or send that ends by the deadline.
+
+    On an event loop's thread it waits in the loop's selector; elsewhere in the
+    socket, with the socket's timeout shrunk to what is left.
+    """
+    if _loop_io.on_loop():
+        return _without_blocking(sock, lambda: operation(*args, **kwargs), direction)
+    _shrink(sock)
+    return operation(*args, **kwargs)
+
+
 class _Shrinking:
     """Every receive and send first shrinks the socket's timeout to the time left.
 
@@ -82,25 +96,13 @@ class _Shrinking:
     __slots__ = ()
 
     def recv(self, *args: Any, **kwargs: Any) -> Any:
-        receive = super().recv  # type: ignore[misc]
-        if _loop_io.on_loop():
-            return _without_blocking(self, lambda: receive(*args, **kwargs), _loop_io.READ)  # type: ignore[arg-type]
-        _shrink(self)  # type: ignore[arg-type]
-        return receive(*args, **kwargs)
+        return _bounded(self, super().recv, _loop_io.READ, args, kwargs)  # type: ignore[misc]
 
     def recv_into(self, *args: Any, **kwargs: Any) -> Any:
-        receive = super().recv_into  # type: ignore[misc]
-        if _loop_io.on_loop():
-            return _without_blocking(self, lambda: receive(*args, **kwargs), _loop_io.READ)  # type: ignore[arg-type]
-        _shrink(self)  # type: ignore[arg-type]
-        return receive(*args, **kwargs)
+        return _bounded(self, super().recv_into, _loop_io.READ, args, kwargs)  # type: ignore[misc]
 
     def send(self, *args: Any, **kwargs: Any) -> Any:
-        send = super().send  # type: ignore[misc]
-        if _loop_io.on_loop():
-            return _without_blocking(self, lambda: send(*args, **kwargs), _loop_io.WRITE)  # type: ignore[arg-type]
-        _shrink(self)  # type: ignore[arg-type]
-        return send(*args, **kwargs)
+        return _bounded(self, super().send, _loop_io.WRITE, args, kwargs)  # type: ignore[misc]
 
     def sendall(self, data: Any, *args: Any) -> Any:
         if not _loop_io.on_loop():
